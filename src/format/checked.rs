@@ -1,0 +1,584 @@
+//! The project's checked formats. checked-1.1 is a valid format-B file whose extra records ride in
+//! protobuf fields stock readers skip; checked-1.0 is a valid format-A file with a checksum tail after
+//! the last pair, where stock readers never look. See `docs/FORMAT.md`.
+
+use super::stock::{
+    self, kvpair_prefix, parse_kvpair, put_pair, EXT_FIELD, PB_LIMIT, TAIL10_MAGIC,
+};
+use super::wire::{put_tag, put_varint, Reader, WT_LEN};
+use super::{
+    apply_platform_rule, dedup_first, CheckedInfo, Damage, Decoded, DecodedEntry, EncodeError,
+    EntryIn, Format, Output, WriteParams, PLATFORM_INFO_KEY,
+};
+use crc32fast::Hasher;
+
+/// Layout version written in headers and tails.
+const VERSION: u32 = 1;
+/// Entry flag: the platform-info entry was part of the state this entry was committed with.
+const FLAG_VOUCHED: u32 = 1;
+
+const HEADER_FIELD: u64 = 2047;
+const COMMIT_FIELD: u64 = 2046;
+const HEADER_MAGIC: &[u8; 8] = b"MSTORC11";
+/// magic, version, flags, file_id, generation, base_count, crc.
+const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 4 + 4;
+/// file_id, seq, flags, crc.
+const EXT_LEN: usize = 8 + 4 + 4 + 4;
+/// file_id, seq, count, flags, crc.
+const COMMIT_LEN: usize = 8 + 4 + 4 + 4 + 4;
+/// The extension field inside a `KVPair`: 2-byte tag, 1-byte length, payload.
+const EXT_FIELD_LEN: usize = 3 + EXT_LEN;
+const FOOTER10_MAGIC: &[u8; 8] = b"MSTORF10";
+/// magic, version, flags, file_id, generation, count.
+const TAIL10_HEAD: usize = 8 + 4 + 4 + 8 + 8 + 4;
+/// offset, crc, flags.
+const TAIL10_ITEM: usize = 8 + 4 + 4;
+
+fn tag_bytes(field: u64, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(3);
+    put_tag(&mut v, field, WT_LEN);
+    put_varint(&mut v, len as u64);
+    v
+}
+
+/// Whether `bytes` starts with a checked-1.1 header field (its contents may still be damaged).
+pub(super) fn looks_checked11(bytes: &[u8]) -> bool {
+    bytes.starts_with(&tag_bytes(HEADER_FIELD, HEADER_LEN))
+}
+
+struct Header {
+    file_id: u64,
+    generation: u64,
+    base_count: u32,
+    end: usize,
+}
+
+fn parse_header(bytes: &[u8]) -> Option<Header> {
+    let t = tag_bytes(HEADER_FIELD, HEADER_LEN);
+    let payload = bytes.get(t.len()..t.len() + HEADER_LEN)?;
+    if !bytes.starts_with(&t) || !payload.starts_with(HEADER_MAGIC) {
+        return None;
+    }
+    let mut r = Reader::new(payload, 8);
+    let (version, _flags) = (r.u32_le()?, r.u32_le()?);
+    let (file_id, generation, base_count) = (r.u64_le()?, r.u64_le()?, r.u32_le()?);
+    let crc = r.u32_le()?;
+    if version != VERSION || crc != crc32fast::hash(&payload[..HEADER_LEN - 4]) {
+        return None;
+    }
+    Some(Header {
+        file_id,
+        generation,
+        base_count,
+        end: t.len() + HEADER_LEN,
+    })
+}
+
+enum Record {
+    Entry {
+        entry: DecodedEntry,
+        file_id: u64,
+        seq: u32,
+        /// CRC state of the record's bytes before its 4-byte checksum.
+        crc: Hasher,
+    },
+    Commit {
+        file_id: u64,
+        seq: u32,
+        count: u32,
+    },
+}
+
+/// Parses and verifies the record at `p`; `want_id` is the file's id where known. `budget` is
+/// charged for the bytes checksummed, so scanning a hostile file stays linear.
+fn parse_record(
+    bytes: &[u8],
+    p: usize,
+    want_id: Option<u64>,
+    budget: &mut u64,
+) -> Option<(Record, usize)> {
+    let mut r = Reader::new(bytes, p);
+    let tag = r.varint()?;
+    if tag == (1 << 3 | WT_LEN) {
+        let n = r.len_prefix()?;
+        let start = r.pos();
+        let end = start + n;
+        // The extension is the message's last field: check it before walking the message.
+        let ext_tag = end.checked_sub(EXT_FIELD_LEN)?;
+        if ext_tag < start || bytes[ext_tag..ext_tag + 3] != tag_bytes(EXT_FIELD, EXT_LEN)[..] {
+            return None;
+        }
+        let mut er = Reader::new(bytes, ext_tag + 3);
+        let (file_id, seq, flags, crc) = (er.u64_le()?, er.u32_le()?, er.u32_le()?, er.u32_le()?);
+        if want_id.is_some_and(|w| w != file_id) {
+            return None;
+        }
+        *budget = budget.checked_sub(n as u64)?;
+        let kv = parse_kvpair(&bytes[start..end], start)?;
+        if kv.ext.map(|(_, tag_at)| tag_at) != Some(ext_tag) {
+            return None;
+        }
+        let mut h = Hasher::new();
+        h.update(&bytes[p..end - 4]);
+        if h.clone().finalize() != crc {
+            return None;
+        }
+        let entry = DecodedEntry {
+            key: kv.key,
+            value: kv.value,
+            kind: kv.kind,
+            vouched: flags & FLAG_VOUCHED != 0,
+        };
+        return Some((
+            Record::Entry {
+                entry,
+                file_id,
+                seq,
+                crc: h,
+            },
+            end,
+        ));
+    }
+    if tag == (COMMIT_FIELD << 3 | WT_LEN) {
+        if r.varint()? != COMMIT_LEN as u64 {
+            return None;
+        }
+        let body_start = r.pos();
+        let (file_id, seq, count, _flags, crc) = (
+            r.u64_le()?,
+            r.u32_le()?,
+            r.u32_le()?,
+            r.u32_le()?,
+            r.u32_le()?,
+        );
+        let end = body_start + COMMIT_LEN;
+        if want_id.is_some_and(|w| w != file_id) || crc != crc32fast::hash(&bytes[p..end - 4]) {
+            return None;
+        }
+        return Some((
+            Record::Commit {
+                file_id,
+                seq,
+                count,
+            },
+            end,
+        ));
+    }
+    None
+}
+
+/// Decodes a checked-1.1 file, or salvages checked-1.1 records from a damaged one. Entries are kept
+/// when their checksum verifies and their batch was committed; everything else is reported.
+pub(super) fn decode11(bytes: &[u8]) -> Decoded {
+    let len = bytes.len();
+    let mut damage = Damage::none();
+    let mut budget = 2 * len as u64 + (1 << 20);
+    let header = parse_header(bytes);
+    let mut file_id = header.as_ref().map(|h| h.file_id);
+    let mut stream = Some(Hasher::new());
+    let mut p = 0;
+    match &header {
+        Some(h) => {
+            if let Some(s) = stream.as_mut() {
+                s.update(&bytes[..h.end]);
+            }
+            p = h.end;
+        }
+        None => {
+            stream = None;
+            damage.note(
+                "the checked-1.1 header is damaged: entries are recovered by their own checksums",
+            );
+        }
+    }
+    let mut found: Vec<(DecodedEntry, u32)> = Vec::new();
+    let mut commits: Vec<(u32, u32)> = Vec::new();
+    let mut damaged_regions = 0u64;
+    let mut trailer_ok = false;
+    while p < len {
+        if p + 4 == len {
+            if let Some(s) = stream.take() {
+                trailer_ok = s.finalize().to_le_bytes() == bytes[p..];
+            }
+            if trailer_ok {
+                break;
+            }
+        }
+        match parse_record(bytes, p, file_id, &mut budget) {
+            Some((rec, end)) => {
+                match rec {
+                    Record::Entry {
+                        entry,
+                        file_id: id,
+                        seq,
+                        crc,
+                    } => {
+                        file_id.get_or_insert(id);
+                        if let Some(s) = stream.as_mut() {
+                            s.combine(&crc);
+                            s.update(&bytes[end - 4..end]);
+                        }
+                        found.push((entry, seq));
+                    }
+                    Record::Commit {
+                        file_id: id,
+                        seq,
+                        count,
+                    } => {
+                        file_id.get_or_insert(id);
+                        if let Some(s) = stream.as_mut() {
+                            s.update(&bytes[p..end]);
+                        }
+                        commits.push((seq, count));
+                    }
+                }
+                p = end;
+            }
+            None => {
+                if p + 4 == len {
+                    break; // the trailer, which cannot match after damage
+                }
+                stream = None;
+                damaged_regions += 1;
+                let next = (p + 1..len.saturating_sub(EXT_FIELD_LEN))
+                    .filter(|&q| bytes[q] == 0x0a || bytes[q] == 0xf2)
+                    .find(|&q| parse_record(bytes, q, file_id, &mut budget).is_some());
+                let q = next.unwrap_or(len);
+                damage.bytes_ignored += (q - p) as u64;
+                if next.is_none() && budget == 0 {
+                    damage
+                        .note("gave up scanning for more records: the damaged region is too large");
+                }
+                p = q;
+            }
+        }
+    }
+    let last_commit = commits.iter().map(|c| c.0).max().unwrap_or(0);
+    let mut entries = Vec::with_capacity(found.len());
+    let mut uncommitted = 0u64;
+    let mut per_seq: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    for (e, seq) in found {
+        // Batches are appended one after another: a commit for seq k proves every batch before it.
+        if seq <= last_commit {
+            *per_seq.entry(seq).or_default() += 1;
+            entries.push(e);
+        } else {
+            uncommitted += 1;
+        }
+    }
+    let mut expected: Vec<(u32, u64)> = commits.iter().map(|&(s, c)| (s, u64::from(c))).collect();
+    if let Some(h) = &header {
+        expected.push((0, u64::from(h.base_count)));
+    } else {
+        damage.entries_dropped += damaged_regions;
+    }
+    expected.sort_unstable();
+    expected.dedup_by_key(|e| e.0);
+    for (seq, want) in expected {
+        damage.entries_dropped += want.saturating_sub(per_seq.get(&seq).copied().unwrap_or(0));
+    }
+    if damaged_regions > 0 {
+        damage.note(format!(
+            "{damaged_regions} damaged region(s) skipped; {} entries failed their checksum or were cut off",
+            damage.entries_dropped
+        ));
+    }
+    if uncommitted > 0 {
+        damage.note(format!(
+            "ignored {uncommitted} entries of a flush that never committed (interrupted write)"
+        ));
+    }
+    if !trailer_ok && damage.intact {
+        damage.note("the file's trailing CRC-32 does not match: stock MACE would drop this file");
+    }
+    apply_platform_rule(bytes, &mut entries, &mut damage);
+    dedup_first(bytes, &mut entries, &mut damage);
+    let checked = match (damage.intact, file_id, &header) {
+        (true, Some(file_id), Some(h)) => Some(CheckedInfo {
+            file_id,
+            generation: h.generation,
+            last_seq: last_commit,
+            stream_crc: u32::from_le_bytes([
+                bytes[len - 4],
+                bytes[len - 3],
+                bytes[len - 2],
+                bytes[len - 1],
+            ]),
+            file_len: len as u64,
+            has_platform: entries
+                .iter()
+                .any(|e| &bytes[e.key.clone()] == PLATFORM_INFO_KEY),
+        }),
+        _ => None,
+    };
+    Decoded {
+        format: Format::Checked11,
+        entries,
+        damage,
+        checked,
+        generation: header.map(|h| h.generation),
+    }
+}
+
+/// Writes one checked-1.1 entry record; returns its CRC state (before the checksum) for the stream.
+fn put_record<'a>(
+    e: &EntryIn<'a>,
+    file_id: u64,
+    seq: u32,
+    flags: u32,
+    out: &mut Output<'a>,
+) -> (Hasher, u32) {
+    let (prefix, value) = kvpair_prefix(e, EXT_FIELD_LEN);
+    let mut ext = tag_bytes(EXT_FIELD, EXT_LEN);
+    ext.extend_from_slice(&file_id.to_le_bytes());
+    ext.extend_from_slice(&seq.to_le_bytes());
+    ext.extend_from_slice(&flags.to_le_bytes());
+    let mut h = Hasher::new();
+    h.update(&prefix);
+    h.update(value);
+    h.update(&ext);
+    let crc = h.clone().finalize();
+    out.put(&prefix);
+    out.put_value(value);
+    out.put(&ext);
+    out.put(&crc.to_le_bytes());
+    (h, crc)
+}
+
+/// Writes `entries` (sorted, unique) as records of batch `seq` into `out`, feeding `stream`.
+fn put_batch<'a>(
+    entries: &[EntryIn<'a>],
+    file_id: u64,
+    seq: u32,
+    has_platform: bool,
+    stream: &mut Hasher,
+    out: &mut Output<'a>,
+) -> Result<(), EncodeError> {
+    for e in entries {
+        let flags = if has_platform && e.key != PLATFORM_INFO_KEY {
+            FLAG_VOUCHED
+        } else {
+            0
+        };
+        let (h, crc) = put_record(e, file_id, seq, flags, out);
+        stream.combine(&h);
+        stream.update(&crc.to_le_bytes());
+        if stream.total_len() > PB_LIMIT {
+            return Err(EncodeError(format!(
+                "the file would exceed the 2 GiB protobuf limit at key {:?}",
+                String::from_utf8_lossy(e.key)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a whole checked-1.1 file.
+pub(super) fn encode11<'a>(
+    entries: &[EntryIn<'a>],
+    params: WriteParams,
+    out: &mut Output<'a>,
+) -> Result<CheckedInfo, EncodeError> {
+    let count = u32::try_from(entries.len()).map_err(|_| EncodeError("too many entries".into()))?;
+    let mut payload = Vec::with_capacity(HEADER_LEN);
+    payload.extend_from_slice(HEADER_MAGIC);
+    payload.extend_from_slice(&VERSION.to_le_bytes());
+    payload.extend_from_slice(&0u32.to_le_bytes());
+    payload.extend_from_slice(&params.file_id.to_le_bytes());
+    payload.extend_from_slice(&params.generation.to_le_bytes());
+    payload.extend_from_slice(&count.to_le_bytes());
+    let crc = crc32fast::hash(&payload);
+    payload.extend_from_slice(&crc.to_le_bytes());
+    let mut head = tag_bytes(HEADER_FIELD, HEADER_LEN);
+    head.extend_from_slice(&payload);
+    let mut stream = Hasher::new();
+    stream.update(&head);
+    out.put(&head);
+    let has_platform = entries.iter().any(|e| e.key == PLATFORM_INFO_KEY);
+    put_batch(entries, params.file_id, 0, has_platform, &mut stream, out)?;
+    let stream_crc = stream.finalize();
+    out.put(&stream_crc.to_le_bytes());
+    Ok(CheckedInfo {
+        file_id: params.file_id,
+        generation: params.generation,
+        last_seq: 0,
+        stream_crc,
+        file_len: out.len(),
+        has_platform,
+    })
+}
+
+/// Writes an append batch (sorted, keys new to the file), its commit record and the new trailer.
+pub(super) fn encode11_append<'a>(
+    info: &CheckedInfo,
+    batch: &[EntryIn<'a>],
+    out: &mut Output<'a>,
+) -> Result<CheckedInfo, EncodeError> {
+    let seq = info
+        .last_seq
+        .checked_add(1)
+        .ok_or_else(|| EncodeError("too many appends: the file must be rewritten".into()))?;
+    let count = u32::try_from(batch.len()).map_err(|_| EncodeError("too many entries".into()))?;
+    let has_platform = info.has_platform || batch.iter().any(|e| e.key == PLATFORM_INFO_KEY);
+    let mut stream = Hasher::new_with_initial_len(info.stream_crc, info.file_len - 4);
+    put_batch(batch, info.file_id, seq, has_platform, &mut stream, out)?;
+    let mut commit = tag_bytes(COMMIT_FIELD, COMMIT_LEN);
+    commit.extend_from_slice(&info.file_id.to_le_bytes());
+    commit.extend_from_slice(&seq.to_le_bytes());
+    commit.extend_from_slice(&count.to_le_bytes());
+    commit.extend_from_slice(&0u32.to_le_bytes());
+    let crc = crc32fast::hash(&commit);
+    commit.extend_from_slice(&crc.to_le_bytes());
+    stream.update(&commit);
+    out.put(&commit);
+    let stream_crc = stream.finalize();
+    out.put(&stream_crc.to_le_bytes());
+    Ok(CheckedInfo {
+        file_id: info.file_id,
+        generation: info.generation,
+        last_seq: seq,
+        stream_crc,
+        file_len: info.file_len - 4 + out.len(),
+        has_platform,
+    })
+}
+
+/// Writes a whole checked-1.0 file: format A, then the checksum tail and footer.
+pub(super) fn encode10<'a>(
+    entries: &[EntryIn<'a>],
+    params: WriteParams,
+    out: &mut Output<'a>,
+) -> Result<(), EncodeError> {
+    let count = u32::try_from(entries.len()).map_err(|_| EncodeError("too many entries".into()))?;
+    let has_platform = entries.iter().any(|e| e.key == PLATFORM_INFO_KEY);
+    out.put(&(entries.len() as i64).to_le_bytes());
+    let mut tail = Vec::with_capacity(TAIL10_HEAD + entries.len() * TAIL10_ITEM + 4);
+    tail.extend_from_slice(TAIL10_MAGIC);
+    tail.extend_from_slice(&VERSION.to_le_bytes());
+    tail.extend_from_slice(&0u32.to_le_bytes());
+    tail.extend_from_slice(&params.file_id.to_le_bytes());
+    tail.extend_from_slice(&params.generation.to_le_bytes());
+    tail.extend_from_slice(&count.to_le_bytes());
+    for e in entries {
+        let offset = out.len();
+        let mut h = Hasher::new();
+        h.update(&(e.key.len() as u32).to_le_bytes());
+        h.update(e.key);
+        h.update(&(e.value.len() as u32).to_le_bytes());
+        h.update(e.value);
+        put_pair(e, out)?;
+        let flags = if has_platform && e.key != PLATFORM_INFO_KEY {
+            FLAG_VOUCHED
+        } else {
+            0
+        };
+        tail.extend_from_slice(&offset.to_le_bytes());
+        tail.extend_from_slice(&h.finalize().to_le_bytes());
+        tail.extend_from_slice(&flags.to_le_bytes());
+    }
+    let tail_start = out.len();
+    let crc = crc32fast::hash(&tail);
+    tail.extend_from_slice(&crc.to_le_bytes());
+    tail.extend_from_slice(&tail_start.to_le_bytes());
+    tail.extend_from_slice(FOOTER10_MAGIC);
+    out.put(&tail);
+    Ok(())
+}
+
+/// Decodes a file that ends with the checked-1.0 footer; `None` when there is no footer.
+pub(super) fn decode10(bytes: &[u8]) -> Option<Decoded> {
+    let len = bytes.len();
+    if len < 8 + 16 || !bytes.ends_with(FOOTER10_MAGIC) {
+        return None;
+    }
+    let mut r = Reader::new(bytes, len - 16);
+    let tail_start = r
+        .u64_le()
+        .and_then(|t| usize::try_from(t).ok())
+        .filter(|&t| t >= 8 && t <= len - 16);
+    let decoded = tail_start.and_then(|t| decode10_with_tail(bytes, t));
+    Some(decoded.unwrap_or_else(|| {
+        // The tail is unusable: read the pairs as a stock reader would, unverified.
+        let mut d = match stock::parse_a(bytes) {
+            Some(a) => stock::finish_a(bytes, a),
+            None => Decoded {
+                format: Format::Checked10,
+                entries: Vec::new(),
+                damage: Damage::none(),
+                checked: None,
+                generation: None,
+            },
+        };
+        d.format = Format::Checked10;
+        d.damage
+            .note("the checksum tail is unreadable: pairs were read as a stock reader reads them, unverified");
+        d
+    }))
+}
+
+fn decode10_with_tail(bytes: &[u8], tail_start: usize) -> Option<Decoded> {
+    let len = bytes.len();
+    let tail = &bytes[tail_start..len - 16];
+    let mut r = Reader::new(tail, 0);
+    if r.take(8)? != TAIL10_MAGIC || r.u32_le()? != VERSION {
+        return None;
+    }
+    let _flags = r.u32_le()?;
+    let (_file_id, generation, count) = (r.u64_le()?, r.u64_le()?, r.u32_le()?);
+    if (count as usize)
+        .checked_mul(TAIL10_ITEM)?
+        .checked_add(TAIL10_HEAD + 4)?
+        != tail.len()
+    {
+        return None;
+    }
+    let mut damage = Damage::none();
+    let tail_crc_ok = crc32fast::hash(&tail[..tail.len() - 4])
+        == u32::from_le_bytes(tail[tail.len() - 4..].try_into().ok()?);
+    let pairs = &bytes[..tail_start];
+    let mut entries = Vec::with_capacity(count as usize);
+    let mut contiguous = true;
+    let mut expect_at = 8usize;
+    for _ in 0..count {
+        let (offset, crc, flags) = (r.u64_le()?, r.u32_le()?, r.u32_le()?);
+        let Some(offset) = usize::try_from(offset).ok().filter(|&o| o < tail_start) else {
+            damage.entries_dropped += 1;
+            continue;
+        };
+        contiguous &= offset == expect_at;
+        let mut pr = Reader::new(pairs, offset);
+        match stock::parse_pair(&mut pr) {
+            Some(mut e) if crc32fast::hash(&pairs[offset..pr.pos()]) == crc => {
+                e.vouched = flags & FLAG_VOUCHED != 0;
+                expect_at = pr.pos();
+                entries.push(e);
+            }
+            _ => {
+                contiguous = false;
+                damage.entries_dropped += 1;
+            }
+        }
+    }
+    let n = Reader::new(bytes, 0).u64_le()?;
+    if damage.entries_dropped > 0 {
+        damage.note(format!(
+            "{} entries failed their checksum and were dropped; the others verified",
+            damage.entries_dropped
+        ));
+    }
+    if !tail_crc_ok {
+        damage.note("the checksum tail's own CRC does not match: each entry was still checked against its own");
+    }
+    if n != u64::from(count) || !contiguous || expect_at != tail_start {
+        damage.note("the pair count or layout does not match the tail: stock MACE 1.0 may misread this file");
+    }
+    apply_platform_rule(bytes, &mut entries, &mut damage);
+    dedup_first(bytes, &mut entries, &mut damage);
+    Some(Decoded {
+        format: Format::Checked10,
+        entries,
+        damage,
+        checked: None,
+        generation: Some(generation),
+    })
+}

@@ -1,0 +1,442 @@
+//! Bytes <-> entries for every file shape MACE has written and for the project's checked formats.
+//!
+//! No I/O and no `unsafe`; every length is checked against the input before it is used, so any input
+//! yields either entries that passed every check the format offers, or a report of what was dropped.
+//! Decoding hands out ranges into the input instead of copies, so a loader copies each value at most once.
+//! The byte layouts are documented in `docs/FORMAT.md`.
+
+mod checked;
+mod stock;
+pub(crate) mod wire;
+
+use std::fmt;
+use std::ops::Range;
+
+/// The key under which MACE stores the platform description its cached binaries were built for.
+pub const PLATFORM_INFO_KEY: &[u8] = b"mace_opencl_precompiled_platform_info_key";
+/// The key under which MACE 1.1 stores the GPU name its cached binaries were built for.
+pub const DEVICE_NAME_KEY: &[u8] = b"mace_opencl_precompiled_device_name_key";
+
+/// A file format this crate reads or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// MACE v0.6-v1.0 (format A): int64 count, then int32-length key/value pairs.
+    Mace10,
+    /// MACE v1.1 (format B): protobuf `PairContainer` followed by its CRC-32.
+    Mace11,
+    /// Format A with per-entry checksums in the tail that stock readers ignore.
+    Checked10,
+    /// Format B with per-entry checksums, commit records and a generation id as unknown fields.
+    Checked11,
+    /// A 0-byte file (what an interrupted `fopen("w")` leaves); read as no entries.
+    Empty,
+}
+
+impl Format {
+    /// The formats a file can be written in.
+    pub const WRITABLE: [Format; 4] = [
+        Format::Mace10,
+        Format::Mace11,
+        Format::Checked10,
+        Format::Checked11,
+    ];
+
+    /// The stable name used by the CLI and in reports (`mace-1.0`, `checked-1.1`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Mace10 => "mace-1.0",
+            Format::Mace11 => "mace-1.1",
+            Format::Checked10 => "checked-1.0",
+            Format::Checked11 => "checked-1.1",
+            Format::Empty => "empty",
+        }
+    }
+
+    /// Parses a writable format's name.
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::WRITABLE.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Whether entries carry their own checksums in this format.
+    pub fn is_checked(self) -> bool {
+        matches!(self, Format::Checked10 | Format::Checked11)
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a value is encoded in format B: as `bytes_value`, or as `uint32s_value` (tuned parameters,
+/// held in memory as little-endian `u32`s, exactly as format A stores them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub enum ValueKind {
+    /// An opaque byte string (`bytes_value`).
+    #[default]
+    Bytes,
+    /// A `uint32` array (`uint32s_value`).
+    U32s,
+}
+
+/// Where a decoded value's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueRef {
+    /// A range of the decoded input (no copy made).
+    Slice(Range<usize>),
+    /// Bytes that had to be built (a `uint32s_value` array turned into little-endian bytes).
+    Owned(Vec<u8>),
+}
+
+impl ValueRef {
+    /// The value's bytes, given the input it was decoded from.
+    pub fn bytes<'a>(&'a self, input: &'a [u8]) -> &'a [u8] {
+        match self {
+            ValueRef::Slice(r) => &input[r.clone()],
+            ValueRef::Owned(v) => v,
+        }
+    }
+}
+
+/// One entry that passed every check its format offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedEntry {
+    /// The key's bytes in the input.
+    pub key: Range<usize>,
+    /// The value.
+    pub value: ValueRef,
+    /// How the value was encoded.
+    pub kind: ValueKind,
+    /// Whether the platform-info entry vouched for this entry when it was written.
+    pub vouched: bool,
+}
+
+/// What a decode found wrong with a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// True when the file is exactly as its writer left it after a completed write.
+    pub intact: bool,
+    /// Entries the file held that could not be kept (failed checks, cut off, or dropped by a rule).
+    pub entries_dropped: u64,
+    /// Bytes that belong to no kept entry or record.
+    pub bytes_ignored: u64,
+    /// One sentence per problem found, saying what was done about it.
+    pub notes: Vec<String>,
+}
+
+impl Damage {
+    fn none() -> Self {
+        Damage {
+            intact: true,
+            entries_dropped: 0,
+            bytes_ignored: 0,
+            notes: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, s: impl Into<String>) {
+        self.intact = false;
+        self.notes.push(s.into());
+    }
+}
+
+/// What a checked-1.1 file needs to be appended to without being read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedInfo {
+    /// Random id of this file's current generation; every record carries it.
+    pub file_id: u64,
+    /// Incremented on every full rewrite.
+    pub generation: u64,
+    /// Sequence number of the last committed batch (0: only the base written by the rewrite).
+    pub last_seq: u32,
+    /// CRC-32 of every byte before the 4-byte trailer.
+    pub stream_crc: u32,
+    /// Length of the whole file, trailer included.
+    pub file_len: u64,
+    /// Whether the committed state holds the platform-info key.
+    pub has_platform: bool,
+}
+
+/// The result of decoding a file.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// The detected format.
+    pub format: Format,
+    /// Every entry that passed its checks, each key once (the first, as stock readers keep).
+    pub entries: Vec<DecodedEntry>,
+    /// What was wrong and what was dropped.
+    pub damage: Damage,
+    /// For an intact checked-1.1 file: what appending to it needs.
+    pub checked: Option<CheckedInfo>,
+    /// Generation of a checked file, when its header survived.
+    pub generation: Option<u64>,
+}
+
+/// The input is not a cache file of any known shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotACache(pub String);
+
+impl fmt::Display for NotACache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a MACE cache file: {}", self.0)
+    }
+}
+
+impl std::error::Error for NotACache {}
+
+/// Decodes a file of any known format, detected from its bytes, salvaging what verifies.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, NotACache> {
+    if bytes.is_empty() {
+        let mut damage = Damage::none();
+        damage.note("0-byte file (left by an interrupted write?): read as no entries");
+        return Ok(Decoded {
+            format: Format::Empty,
+            entries: Vec::new(),
+            damage,
+            checked: None,
+            generation: None,
+        });
+    }
+    if checked::looks_checked11(bytes) {
+        return Ok(checked::decode11(bytes));
+    }
+    if let Some(d) = checked::decode10(bytes) {
+        return Ok(d);
+    }
+    let a = stock::parse_a(bytes);
+    if a.as_ref().is_some_and(|a| a.complete) {
+        return Ok(stock::finish_a(bytes, a.unwrap_or_else(|| unreachable!())));
+    }
+    if stock::crc_ok(bytes) {
+        return Ok(stock::decode_b(bytes));
+    }
+    // Damaged: prefer the shape whose header is plausible, then records that verify on their own.
+    if let Some(a) = a {
+        return Ok(stock::finish_a(bytes, a));
+    }
+    let salvaged = checked::decode11(bytes);
+    if !salvaged.entries.is_empty() {
+        return Ok(salvaged);
+    }
+    if bytes.len() >= 4 && bytes[0] == 0x0a {
+        return Ok(stock::decode_b(bytes));
+    }
+    Err(NotACache(format!(
+        "{} bytes that match neither MACE format (no valid count, no valid CRC)",
+        bytes.len()
+    )))
+}
+
+/// One entry to write.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryIn<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The value.
+    pub value: &'a [u8],
+    /// How the value is encoded in format B.
+    pub kind: ValueKind,
+}
+
+/// A value or key too large for the format asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeError(pub String);
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// An encoded file as a list of pieces: framing built here, values borrowed from the caller, so a
+/// flush writes each value from where it already is.
+#[derive(Default)]
+pub struct Output<'a> {
+    buf: Vec<u8>,
+    segs: Vec<Seg<'a>>,
+    len: u64,
+}
+
+enum Seg<'a> {
+    Own(usize, usize),
+    Borrowed(&'a [u8]),
+}
+
+/// Values shorter than this are copied into the framing buffer: fewer, larger writes.
+const BORROW_MIN: usize = 4096;
+
+impl<'a> Output<'a> {
+    fn put(&mut self, b: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(b);
+        self.len += b.len() as u64;
+        match self.segs.last_mut() {
+            Some(Seg::Own(_, end)) if *end == start => *end = self.buf.len(),
+            _ => self.segs.push(Seg::Own(start, self.buf.len())),
+        }
+    }
+
+    fn put_value(&mut self, b: &'a [u8]) {
+        if b.len() < BORROW_MIN {
+            self.put(b);
+        } else {
+            self.len += b.len() as u64;
+            self.segs.push(Seg::Borrowed(b));
+        }
+    }
+
+    /// The pieces, in file order.
+    pub fn slices(&self) -> Vec<&[u8]> {
+        self.segs
+            .iter()
+            .map(|s| match s {
+                Seg::Own(a, b) => &self.buf[*a..*b],
+                Seg::Borrowed(b) => *b,
+            })
+            .collect()
+    }
+
+    /// The whole encoding as one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len as usize);
+        for s in self.slices() {
+            v.extend_from_slice(s);
+        }
+        v
+    }
+
+    /// Total length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was encoded.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Identity of the file a checked format is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteParams {
+    /// Random id for this generation of the file.
+    pub file_id: u64,
+    /// Generation number (previous + 1).
+    pub generation: u64,
+}
+
+impl WriteParams {
+    /// Parameters for the generation after `previous`, with a fresh random file id, so records of
+    /// another file or an earlier generation never verify as this one's.
+    pub fn next(previous: u64) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.write_u32(std::process::id());
+        WriteParams {
+            file_id: h.finish(),
+            generation: previous.wrapping_add(1),
+        }
+    }
+}
+
+/// A full file encoding, with what a later append needs (checked-1.1 only).
+pub struct Encoded<'a> {
+    /// The bytes.
+    pub out: Output<'a>,
+    /// For checked-1.1: the state to append from.
+    pub info: Option<CheckedInfo>,
+}
+
+/// Encodes `entries` (any order, unique keys) as a whole file in `format`, sorted by key bytes as
+/// MACE writes them; the stock formats come out byte-identical to MACE's own writer.
+pub fn encode<'a>(
+    format: Format,
+    entries: &[EntryIn<'a>],
+    params: WriteParams,
+) -> Result<Encoded<'a>, EncodeError> {
+    let mut sorted: Vec<EntryIn<'a>> = entries.to_vec();
+    sorted.sort_by(|a, b| a.key.cmp(b.key));
+    if let Some(w) = sorted.windows(2).find(|w| w[0].key == w[1].key) {
+        return Err(EncodeError(format!(
+            "key {} given twice",
+            String::from_utf8_lossy(w[0].key)
+        )));
+    }
+    let mut out = Output::default();
+    let info = match format {
+        Format::Mace10 => {
+            stock::encode_a(&sorted, &mut out)?;
+            None
+        }
+        Format::Mace11 => {
+            stock::encode_b(&sorted, &mut out)?;
+            None
+        }
+        Format::Checked10 => {
+            checked::encode10(&sorted, params, &mut out)?;
+            None
+        }
+        Format::Checked11 => Some(checked::encode11(&sorted, params, &mut out)?),
+        Format::Empty => return Err(EncodeError("the empty format is read-only".into())),
+    };
+    Ok(Encoded { out, info })
+}
+
+/// Encodes `batch` (keys not yet in the file) as an append to an intact checked-1.1 file described by
+/// `info`: the bytes to write at `info.file_len - 4` (they replace the old trailer) and the new state.
+pub fn encode_append<'a>(
+    info: &CheckedInfo,
+    batch: &[EntryIn<'a>],
+) -> Result<(Output<'a>, CheckedInfo), EncodeError> {
+    let mut sorted: Vec<EntryIn<'a>> = batch.to_vec();
+    sorted.sort_by(|a, b| a.key.cmp(b.key));
+    let mut out = Output::default();
+    let next = checked::encode11_append(info, &sorted, &mut out)?;
+    Ok((out, next))
+}
+
+/// Applies the platform-info rule: when entries that the platform-info entry vouched for survived but
+/// that entry did not, drop them, so no binary is ever kept without the description it was built for.
+fn apply_platform_rule(input: &[u8], entries: &mut Vec<DecodedEntry>, damage: &mut Damage) {
+    let has_platform = entries
+        .iter()
+        .any(|e| &input[e.key.clone()] == PLATFORM_INFO_KEY);
+    if has_platform {
+        return;
+    }
+    let before = entries.len();
+    entries.retain(|e| !e.vouched);
+    let dropped = before - entries.len();
+    if dropped > 0 {
+        damage.entries_dropped += dropped as u64;
+        damage.note(format!(
+            "the platform-info entry was lost: dropped the {dropped} entries it vouched for, so no \
+             binary is used without the GPU description it was built for"
+        ));
+    }
+}
+
+/// Keeps the first entry of each key (as MACE's readers do) and counts the rest as dropped.
+fn dedup_first(input: &[u8], entries: &mut Vec<DecodedEntry>, damage: &mut Damage) {
+    let mut seen = std::collections::HashSet::new();
+    let before = entries.len();
+    entries.retain(|e| seen.insert(&input[e.key.clone()]));
+    let dup = before - entries.len();
+    if dup > 0 {
+        damage.note(format!(
+            "{dup} duplicate keys: kept the first of each, as MACE does"
+        ));
+    }
+}

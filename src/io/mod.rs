@@ -1,0 +1,131 @@
+//! The filesystem layer: a small trait the store commits through, the POSIX implementation, and a
+//! simulated one that can lose unsynced writes, tear them, and fail any call.
+//!
+//! The durability protocol (temp file, fsync, rename, directory fsync; pwrite + fdatasync for appends)
+//! is written once, in [`replace_atomically`] and the store, on top of the primitive calls of [`Fs`], so
+//! the simulated filesystem exercises exactly the sequence the real one runs.
+
+pub mod posix;
+pub mod sim;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What identifies one version of a file on disk: if any field changed, someone else wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileMeta {
+    /// Length in bytes.
+    pub len: u64,
+    /// Device number.
+    pub dev: u64,
+    /// Inode number (changes when the file is replaced by rename).
+    pub ino: u64,
+    /// Modification time in nanoseconds since the epoch.
+    pub mtime_ns: i128,
+}
+
+/// An open file, for writing.
+pub trait FileHandle: Send {
+    /// Writes all of `data` at `offset`, extending the file if needed.
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Makes the file's data (and the size needed to read it) durable, like `fdatasync`.
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Makes the file's data and metadata durable, like `fsync`.
+    fn sync_all(&mut self) -> io::Result<()>;
+    /// Sets the file's length, like `ftruncate`.
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// The identity of the open file as it is now.
+    fn meta(&self) -> io::Result<FileMeta>;
+}
+
+/// How a process lock was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// An open-file-description lock (`F_OFD_SETLKW`): excludes other processes and other handles.
+    Ofd,
+    /// A BSD `flock` lock, used where OFD locks are not supported.
+    Flock,
+    /// Neither could be taken: writers are not excluded from each other.
+    Unavailable,
+}
+
+/// A held cross-process lock; released when dropped.
+pub struct ProcessLock {
+    kind: LockKind,
+    _guard: Option<Box<dyn Send>>,
+}
+
+impl ProcessLock {
+    /// Wraps a guard object whose drop releases the lock.
+    pub fn new(kind: LockKind, guard: Option<Box<dyn Send>>) -> Self {
+        ProcessLock {
+            kind,
+            _guard: guard,
+        }
+    }
+
+    /// How the lock was obtained.
+    pub fn kind(&self) -> LockKind {
+        self.kind
+    }
+}
+
+/// The primitive filesystem calls the store is built on.
+pub trait Fs: Send + Sync {
+    /// Reads a whole file with the identity of what was read; `Ok(None)` if it does not exist.
+    fn read(&self, path: &Path) -> io::Result<Option<(Vec<u8>, FileMeta)>>;
+    /// The identity of a file; `Ok(None)` if it does not exist.
+    fn metadata(&self, path: &Path) -> io::Result<Option<FileMeta>>;
+    /// Creates a file, or truncates an existing one, and opens it for writing.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn FileHandle>>;
+    /// Opens an existing file for writing without truncating it.
+    fn open_existing(&self, path: &Path) -> io::Result<Box<dyn FileHandle>>;
+    /// Renames `from` to `to`, replacing `to` atomically.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Takes the exclusive cross-process lock kept in the never-replaced file `lock_path`, waiting for it.
+    fn lock(&self, lock_path: &Path) -> io::Result<ProcessLock>;
+}
+
+/// `path` with `suffix` appended to its file name (`cache.bin` -> `cache.bin.lock`).
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Replaces `path` with the concatenation of `pieces` so that a crash at any point leaves either the
+/// old file or the whole new one: write a temp file in the same directory, fsync it, rename it over
+/// `path`, fsync the directory. A failed call is returned as is and never retried.
+pub fn replace_atomically(fs: &dyn Fs, path: &Path, pieces: &[&[u8]]) -> io::Result<u64> {
+    let tmp = sibling(path, ".tmp");
+    let result = (|| {
+        let mut h = fs.create(&tmp)?;
+        let mut off = 0u64;
+        for p in pieces {
+            h.write_at(off, p)?;
+            off += p.len() as u64;
+        }
+        h.sync_all()?;
+        drop(h);
+        fs.rename(&tmp, path)?;
+        fs.sync_dir(&parent_dir(path))?;
+        Ok(off)
+    })();
+    if result.is_err() {
+        // Best effort: a leftover temp file is harmless (the next replace truncates it).
+        let _ = fs.remove(&tmp);
+    }
+    result
+}

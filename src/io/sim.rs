@@ -1,0 +1,936 @@
+//! A simulated in-memory filesystem for crash-consistency and I/O-error tests.
+//!
+//! It models ext4 with `data=ordered`: file data becomes durable only through `sync_data`/`sync_all`,
+//! directory entries (creations, renames, removals) only through `sync_dir` of their directory, and a
+//! power loss keeps an arbitrary subset of the unsynced data writes (possibly torn at 512-byte sectors)
+//! and an in-order prefix of the unsynced directory operations. Any call can be made to fail, or the
+//! process to die at it, and every call is traced.
+
+use super::{FileHandle, FileMeta, Fs, LockKind, ProcessLock};
+use parking_lot::{Condvar, Mutex};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+const SECTOR: u64 = 512;
+
+/// One data operation on a file that is not yet durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `bytes` written at `offset`.
+    Write {
+        /// File offset of the first byte.
+        offset: u64,
+        /// The bytes written.
+        bytes: Vec<u8>,
+    },
+    /// The file's length set (a truncate-on-create is `SetLen(0)`).
+    SetLen(u64),
+}
+
+impl Op {
+    /// How many 512-byte sectors a write touches (the bits a [`Fate::Torn`] mask selects); 0 for `SetLen`.
+    pub fn sectors(&self) -> u64 {
+        match self {
+            Op::Write { offset, bytes } if !bytes.is_empty() => {
+                (offset + bytes.len() as u64 - 1) / SECTOR - offset / SECTOR + 1
+            }
+            _ => 0,
+        }
+    }
+
+    /// Applies the op to `data`, keeping only the write's sectors whose bit is set in `mask`.
+    fn apply(&self, data: &mut Vec<u8>, mask: u64) {
+        match self {
+            Op::SetLen(len) => data.resize(*len as usize, 0),
+            Op::Write { offset, bytes } => {
+                let (first, end) = (offset / SECTOR, offset + bytes.len() as u64);
+                let mut start = *offset;
+                while start < end {
+                    let sector = start / SECTOR;
+                    let stop = end.min((sector + 1) * SECTOR);
+                    if mask >> (sector - first).min(63) & 1 == 1 {
+                        let (s, e) = (start as usize, stop as usize);
+                        if data.len() < e {
+                            data.resize(e, 0);
+                        }
+                        let from = (start - offset) as usize;
+                        data[s..e].copy_from_slice(&bytes[from..from + (e - s)]);
+                    }
+                    start = stop;
+                }
+            }
+        }
+    }
+}
+
+/// What a power loss does to one unsynced operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// The operation reached the disk.
+    Keep,
+    /// The operation was lost (for a directory op: it and every later one).
+    Drop,
+    /// Only the write's sectors whose bit is set reached the disk (bit i: i-th sector touched; bit 63
+    /// also covers all later ones). Treated as `Keep` for anything but a write.
+    Torn(u64),
+}
+
+/// An unsynced operation `SimFs::crash` asks the fate of.
+#[derive(Debug, Clone, Copy)]
+pub enum Unsynced<'a> {
+    /// The `index`-th queued directory operation.
+    DirOp {
+        /// Position in the directory journal.
+        index: usize,
+        /// What it does, e.g. `rename a.tmp -> a`.
+        description: &'a str,
+    },
+    /// The `index`-th unsynced data operation of inode `ino`.
+    Data {
+        /// The inode written.
+        ino: u64,
+        /// Position among that inode's unsynced ops.
+        index: usize,
+        /// The operation.
+        op: &'a Op,
+    },
+}
+
+impl Unsynced<'_> {
+    /// An owned copy of this description.
+    pub fn info(&self) -> UnsyncedInfo {
+        match *self {
+            Unsynced::DirOp { index, description } => UnsyncedInfo::DirOp {
+                index,
+                description: description.to_owned(),
+            },
+            Unsynced::Data { ino, index, op } => UnsyncedInfo::Data {
+                ino,
+                index,
+                op: op.clone(),
+            },
+        }
+    }
+}
+
+/// An owned [`Unsynced`], as listed by [`SimFs::unsynced_events`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnsyncedInfo {
+    /// The `index`-th queued directory operation.
+    DirOp {
+        /// Position in the directory journal.
+        index: usize,
+        /// What it does.
+        description: String,
+    },
+    /// The `index`-th unsynced data operation of inode `ino`.
+    Data {
+        /// The inode written.
+        ino: u64,
+        /// Position among that inode's unsynced ops.
+        index: usize,
+        /// The operation.
+        op: Op,
+    },
+}
+
+/// How an injected fault behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+    /// Only the chosen call fails, with this errno.
+    Once(i32),
+    /// The chosen call and every later one fail, with this errno.
+    Persistent(i32),
+    /// The process dies at the chosen call: it and every later one fail with EIO and do nothing.
+    Crash,
+}
+
+/// A queued directory change: `from` unlinked and/or `to` linked to inode `ino`.
+#[derive(Debug, Clone)]
+struct DirOp {
+    from: Option<PathBuf>,
+    to: Option<PathBuf>,
+    ino: u64,
+}
+
+impl DirOp {
+    fn describe(&self) -> String {
+        match (&self.from, &self.to) {
+            (Some(from), Some(to)) => format!("rename {} -> {}", from.display(), to.display()),
+            (None, Some(to)) => format!("create {} ino={}", to.display(), self.ino),
+            (Some(from), None) => format!("remove {}", from.display()),
+            (None, None) => unreachable!("a directory op names a path"),
+        }
+    }
+
+    fn in_dir(&self, dir: &Path) -> bool {
+        let parent = |p: &&PathBuf| p.parent().unwrap_or(Path::new("")) == dir;
+        self.from.iter().chain(&self.to).any(|p| parent(&p))
+    }
+
+    fn apply(&self, names: &mut BTreeMap<PathBuf, u64>) {
+        if let Some(from) = &self.from {
+            names.remove(from);
+        }
+        if let Some(to) = &self.to {
+            names.insert(to.clone(), self.ino);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Inode {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+    unsynced: Vec<Op>,
+    mtime_ns: i128,
+}
+
+impl Inode {
+    /// Makes `data` both the visible and the durable contents.
+    fn settle(&mut self, data: Vec<u8>) {
+        self.durable.clone_from(&data);
+        self.data = data;
+        self.unsynced.clear();
+    }
+}
+
+/// The filesystem contents.
+#[derive(Clone, Default)]
+struct Disk {
+    inodes: BTreeMap<u64, Inode>,
+    names: BTreeMap<PathBuf, u64>,
+    durable_names: BTreeMap<PathBuf, u64>,
+    dir_ops: Vec<DirOp>,
+    next_ino: u64,
+    clock: i128,
+}
+
+impl Disk {
+    fn node(&mut self, ino: u64) -> &mut Inode {
+        self.inodes
+            .get_mut(&ino)
+            .expect("handles only name live inodes")
+    }
+
+    fn meta(&self, ino: u64) -> FileMeta {
+        let node = &self.inodes[&ino];
+        let (len, mtime_ns) = (node.data.len() as u64, node.mtime_ns);
+        FileMeta {
+            len,
+            dev: 1,
+            ino,
+            mtime_ns,
+        }
+    }
+
+    /// The inode, its mtime bumped for a data change.
+    fn touch(&mut self, ino: u64) -> &mut Inode {
+        self.clock += 1;
+        let clock = self.clock;
+        let node = self.node(ino);
+        node.mtime_ns = clock;
+        node
+    }
+
+    fn new_inode(&mut self) -> u64 {
+        self.next_ino += 1;
+        self.inodes.insert(self.next_ino, Inode::default());
+        self.next_ino
+    }
+
+    fn apply_op(&mut self, ino: u64, op: Op) -> io::Result<()> {
+        if !matches!(&op, Op::Write { bytes, .. } if bytes.is_empty()) {
+            let node = self.touch(ino);
+            op.apply(&mut node.data, u64::MAX);
+            node.unsynced.push(op);
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self, ino: u64) -> io::Result<()> {
+        let node = self.node(ino);
+        node.settle(node.data.clone());
+        Ok(())
+    }
+
+    /// Changes a visible directory entry now and queues the change until `sync_dir`.
+    fn relink(&mut self, from: Option<&Path>, to: Option<&Path>, ino: u64) {
+        let (from, to) = (from.map(Path::to_path_buf), to.map(Path::to_path_buf));
+        let op = DirOp { from, to, ino };
+        op.apply(&mut self.names);
+        self.dir_ops.push(op);
+    }
+
+    fn lookup(&self, path: &Path) -> io::Result<u64> {
+        let enoent = || io::Error::from_raw_os_error(libc::ENOENT);
+        self.names.get(path).copied().ok_or_else(enoent)
+    }
+}
+
+/// The contents plus the call counter, the injected fault and the trace.
+#[derive(Default)]
+struct State {
+    disk: Disk,
+    calls: u64,
+    fault: Option<(u64, FailKind)>,
+    trace: Vec<String>,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    locks: Mutex<HashSet<PathBuf>>,
+    unlocked: Condvar,
+}
+
+/// A simulated filesystem; clones share one state (two "processes" on one disk).
+#[derive(Clone, Default)]
+pub struct SimFs {
+    shared: Arc<Shared>,
+}
+
+/// `path` without `.` components, so `./a` is `a` and `.` is the empty path.
+fn norm(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| *c != Component::CurDir)
+        .collect()
+}
+
+impl SimFs {
+    /// An empty filesystem.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn from_disk(disk: Disk) -> Self {
+        let state = Mutex::new(State {
+            disk,
+            ..State::default()
+        });
+        SimFs {
+            shared: Arc::new(Shared {
+                state,
+                ..Shared::default()
+            }),
+        }
+    }
+
+    /// Counts a call, fails it if a fault says so, else runs `f`; traces it either way.
+    fn call<T>(&self, desc: String, f: impl FnOnce(&mut Disk) -> io::Result<T>) -> io::Result<T> {
+        let mut st = self.shared.state.lock();
+        st.calls += 1;
+        let n = st.calls;
+        let injected = match st.fault {
+            Some((at, FailKind::Once(e))) if n == at => Some((e, "injected")),
+            Some((at, FailKind::Persistent(e))) if n >= at => Some((e, "injected")),
+            Some((at, FailKind::Crash)) if n >= at => Some((libc::EIO, "crashed")),
+            _ => None,
+        };
+        let result = match injected {
+            Some((errno, _)) => Err(io::Error::from_raw_os_error(errno)),
+            None => f(&mut st.disk),
+        };
+        let outcome = match (&result, injected) {
+            (_, Some((errno, why))) => format!(" => {why} errno {errno}"),
+            (Err(e), None) => format!(" => {e}"),
+            (Ok(_), None) => String::new(),
+        };
+        st.trace.push(format!("#{n} {desc}{outcome}"));
+        result
+    }
+
+    fn handle(&self, ino: u64) -> Box<dyn FileHandle> {
+        Box::new(SimHandle {
+            fs: self.clone(),
+            ino,
+        })
+    }
+
+    /// How many calls were made since the last reset.
+    pub fn calls(&self) -> u64 {
+        self.shared.state.lock().calls
+    }
+
+    /// Sets the call counter to zero and clears the trace.
+    pub fn reset_calls(&self) {
+        let mut st = self.shared.state.lock();
+        st.calls = 0;
+        st.trace.clear();
+    }
+
+    /// Makes call number `n` (1-based, counted from the last reset) fail as `kind` says.
+    pub fn fail_at(&self, n: u64, kind: FailKind) {
+        self.shared.state.lock().fault = Some((n, kind));
+    }
+
+    /// Removes any injected fault.
+    pub fn clear_faults(&self) {
+        self.shared.state.lock().fault = None;
+    }
+
+    /// One line per call since the last reset, e.g. `#3 write_at ino=2 off=0 len=512`.
+    pub fn trace(&self) -> Vec<String> {
+        self.shared.state.lock().trace.clone()
+    }
+
+    /// The state after a power loss, each unsynced operation's fate decided by `fates`, in the order
+    /// of [`SimFs::unsynced_events`]: directory ops (all asked; from the first `Drop` on, none is
+    /// kept), then each inode's data ops in inode order. Everything in the result is durable.
+    pub fn crash(&self, fates: &mut dyn FnMut(&Unsynced<'_>) -> Fate) -> SimFs {
+        let mut disk = self.shared.state.lock().disk.clone();
+        // Only inodes that some crash outcome can name survive.
+        let dir_inos = disk.dir_ops.iter().map(|op| &op.ino);
+        let nameable: BTreeSet<u64> = disk
+            .durable_names
+            .values()
+            .chain(dir_inos)
+            .copied()
+            .collect();
+        let mut journal_intact = true;
+        for (index, op) in disk.dir_ops.iter().enumerate() {
+            let description = op.describe();
+            let fate = fates(&Unsynced::DirOp {
+                index,
+                description: &description,
+            });
+            journal_intact &= fate != Fate::Drop;
+            if journal_intact {
+                op.apply(&mut disk.durable_names);
+            }
+        }
+        disk.dir_ops.clear();
+        disk.names.clone_from(&disk.durable_names);
+        disk.inodes.retain(|ino, _| nameable.contains(ino));
+        for (&ino, node) in &mut disk.inodes {
+            let mut data = std::mem::take(&mut node.durable);
+            for (index, op) in node.unsynced.iter().enumerate() {
+                match fates(&Unsynced::Data { ino, index, op }) {
+                    Fate::Keep => op.apply(&mut data, u64::MAX),
+                    Fate::Torn(mask) => op.apply(&mut data, mask),
+                    Fate::Drop => {}
+                }
+            }
+            node.settle(data);
+        }
+        SimFs::from_disk(disk)
+    }
+
+    /// A power loss after which every unsynced operation reached the disk.
+    pub fn crash_keep_all(&self) -> SimFs {
+        self.crash(&mut |_| Fate::Keep)
+    }
+
+    /// A power loss that lost every unsynced operation.
+    pub fn crash_drop_all(&self) -> SimFs {
+        self.crash(&mut |_| Fate::Drop)
+    }
+
+    /// The unsynced operations, in the order [`SimFs::crash`] asks about them.
+    pub fn unsynced_events(&self) -> Vec<UnsyncedInfo> {
+        let mut events = Vec::new();
+        self.crash(&mut |u| {
+            events.push(u.info());
+            Fate::Keep
+        });
+        events
+    }
+
+    /// How many fates [`SimFs::crash`] asks for.
+    pub fn unsynced_count(&self) -> usize {
+        self.unsynced_events().len()
+    }
+
+    /// An independent copy of the contents, unsynced operations included (fresh counter, no faults).
+    pub fn snapshot(&self) -> SimFs {
+        SimFs::from_disk(self.shared.state.lock().disk.clone())
+    }
+
+    /// Creates or replaces `path` with `bytes`, durably (name too); not counted as a call.
+    pub fn write_file(&self, path: impl AsRef<Path>, bytes: &[u8]) {
+        let path = norm(path.as_ref());
+        let mut state = self.shared.state.lock();
+        let st = &mut state.disk;
+        let ino = match st.names.get(&path) {
+            Some(&ino) => ino,
+            None => st.new_inode(),
+        };
+        st.touch(ino).settle(bytes.to_vec());
+        st.names.insert(path.clone(), ino);
+        st.durable_names.insert(path, ino);
+    }
+
+    /// The visible contents of `path`; not counted as a call.
+    pub fn read_file(&self, path: impl AsRef<Path>) -> Option<Vec<u8>> {
+        let state = self.shared.state.lock();
+        let ino = state.disk.names.get(&norm(path.as_ref()))?;
+        Some(state.disk.inodes[ino].data.clone())
+    }
+
+    /// Whether `path` is visible; not counted as a call.
+    pub fn exists(&self, path: impl AsRef<Path>) -> bool {
+        self.read_file(path).is_some()
+    }
+
+    /// The visible paths, sorted; not counted as a call.
+    pub fn list(&self) -> Vec<PathBuf> {
+        self.shared
+            .state
+            .lock()
+            .disk
+            .names
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+impl fmt::Debug for SimFs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimFs")
+            .field("files", &self.list())
+            .finish()
+    }
+}
+
+struct SimHandle {
+    fs: SimFs,
+    ino: u64,
+}
+
+impl SimHandle {
+    fn call<T>(
+        &self,
+        name: &str,
+        args: String,
+        f: impl FnOnce(&mut Disk, u64) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let ino = self.ino;
+        self.fs
+            .call(format!("{name} ino={ino}{args}"), |st| f(st, ino))
+    }
+}
+
+impl FileHandle for SimHandle {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let args = format!(" off={offset} len={}", data.len());
+        self.call("write_at", args, |st, ino| {
+            st.apply_op(
+                ino,
+                Op::Write {
+                    offset,
+                    bytes: data.to_vec(),
+                },
+            )
+        })
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.call("sync_data", String::new(), Disk::sync)
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.call("sync_all", String::new(), Disk::sync)
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.call("set_len", format!(" len={len}"), |st, ino| {
+            st.apply_op(ino, Op::SetLen(len))
+        })
+    }
+
+    fn meta(&self) -> io::Result<FileMeta> {
+        self.call("meta", String::new(), |st, ino| Ok(st.meta(ino)))
+    }
+}
+
+struct LockGuard {
+    shared: Arc<Shared>,
+    path: PathBuf,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.shared.locks.lock().remove(&self.path);
+        self.shared.unlocked.notify_all();
+    }
+}
+
+impl Fs for SimFs {
+    fn read(&self, path: &Path) -> io::Result<Option<(Vec<u8>, FileMeta)>> {
+        let p = norm(path);
+        self.call(format!("read {}", p.display()), |st| {
+            let found = st
+                .names
+                .get(&p)
+                .map(|&ino| (st.inodes[&ino].data.clone(), st.meta(ino)));
+            Ok(found)
+        })
+    }
+
+    fn metadata(&self, path: &Path) -> io::Result<Option<FileMeta>> {
+        let p = norm(path);
+        self.call(format!("metadata {}", p.display()), |st| {
+            Ok(st.names.get(&p).map(|&ino| st.meta(ino)))
+        })
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn FileHandle>> {
+        let p = norm(path);
+        self.call(format!("create {}", p.display()), |st| {
+            match st.names.get(&p) {
+                Some(&ino)
+                    if st.inodes[&ino].data.is_empty() && st.inodes[&ino].durable.is_empty() =>
+                {
+                    Ok(ino)
+                }
+                Some(&ino) => st.apply_op(ino, Op::SetLen(0)).map(|()| ino),
+                None => {
+                    let ino = st.new_inode();
+                    st.relink(None, Some(&p), ino);
+                    Ok(ino)
+                }
+            }
+        })
+        .map(|ino| self.handle(ino))
+    }
+
+    fn open_existing(&self, path: &Path) -> io::Result<Box<dyn FileHandle>> {
+        let p = norm(path);
+        self.call(format!("open_existing {}", p.display()), |st| st.lookup(&p))
+            .map(|ino| self.handle(ino))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let (from, to) = (norm(from), norm(to));
+        self.call(
+            format!("rename {} -> {}", from.display(), to.display()),
+            |st| {
+                let ino = st.lookup(&from)?;
+                if from != to {
+                    st.relink(Some(&from), Some(&to), ino);
+                }
+                Ok(())
+            },
+        )
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let dir = norm(dir);
+        self.call(format!("sync_dir {:?}", dir.display().to_string()), |st| {
+            let ops = std::mem::take(&mut st.dir_ops);
+            let (now, later): (Vec<_>, _) = ops.into_iter().partition(|op| op.in_dir(&dir));
+            now.iter().for_each(|op| op.apply(&mut st.durable_names));
+            st.dir_ops = later;
+            Ok(())
+        })
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        let p = norm(path);
+        self.call(format!("remove {}", p.display()), |st| {
+            let ino = st.lookup(&p)?;
+            st.relink(Some(&p), None, ino);
+            Ok(())
+        })
+    }
+
+    fn lock(&self, lock_path: &Path) -> io::Result<ProcessLock> {
+        let path = norm(lock_path);
+        self.call(format!("lock {}", path.display()), |_| Ok(()))?;
+        let mut held = self.shared.locks.lock();
+        while held.contains(&path) {
+            self.shared.unlocked.wait(&mut held);
+        }
+        held.insert(path.clone());
+        let guard = LockGuard {
+            shared: Arc::clone(&self.shared),
+            path,
+        };
+        Ok(ProcessLock::new(LockKind::Ofd, Some(Box::new(guard))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::replace_atomically;
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    fn p(s: &str) -> &Path {
+        Path::new(s)
+    }
+
+    #[test]
+    fn crash_drops_unsynced_writes() {
+        let fs = SimFs::new();
+        fs.write_file("a", b"old!");
+        fs.open_existing(p("a"))
+            .unwrap()
+            .write_at(0, b"new")
+            .unwrap();
+        assert_eq!(fs.read_file("a").unwrap(), b"new!");
+        assert_eq!(fs.crash_drop_all().read_file("a").unwrap(), b"old!");
+        assert_eq!(fs.crash_keep_all().read_file("a").unwrap(), b"new!");
+        assert_eq!(fs.unsynced_count(), 1);
+    }
+
+    #[test]
+    fn fsync_makes_writes_survive_but_new_names_need_sync_dir() {
+        let fs = SimFs::new();
+        let mut h = fs.create(p("d/x")).unwrap();
+        h.write_at(0, b"data").unwrap();
+        h.sync_data().unwrap();
+        assert!(!fs.crash_drop_all().exists("d/x"), "name not yet durable");
+        fs.sync_dir(p("other")).unwrap();
+        assert!(!fs.crash_drop_all().exists("d/x"));
+        fs.sync_dir(p("d")).unwrap();
+        let after = fs.crash_drop_all();
+        assert_eq!(after.read_file("d/x").unwrap(), b"data");
+        assert_eq!(after.unsynced_count(), 0);
+        assert_eq!(after.calls(), 0);
+    }
+
+    #[test]
+    fn rename_not_durable_without_sync_dir() {
+        let fs = SimFs::new();
+        fs.write_file("a", b"A");
+        fs.write_file("b", b"B");
+        fs.rename(p("a"), p("b")).unwrap();
+        assert_eq!(fs.list(), vec![PathBuf::from("b")]);
+        let lost = fs.crash_drop_all();
+        assert_eq!(
+            (lost.read_file("a").unwrap(), lost.read_file("b").unwrap()),
+            (b"A".to_vec(), b"B".to_vec())
+        );
+        fs.sync_dir(p(".")).unwrap(); // "." and "" are the same directory
+        let kept = fs.crash_drop_all();
+        assert_eq!(kept.list(), vec![PathBuf::from("b")]);
+        assert_eq!(kept.read_file("./b").unwrap(), b"A");
+        let err = fs.rename(p("missing"), p("b")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn dir_ops_survive_only_as_a_prefix() {
+        let fs = SimFs::new();
+        for name in ["x", "y", "z"] {
+            fs.create(p(name)).unwrap();
+        }
+        let mut asked = 0;
+        let after = fs.crash(&mut |u| match u {
+            Unsynced::DirOp { index, .. } => {
+                asked += 1;
+                [Fate::Keep, Fate::Drop, Fate::Keep][*index]
+            }
+            Unsynced::Data { .. } => Fate::Keep,
+        });
+        assert_eq!(asked, 3);
+        assert_eq!(after.list(), vec![PathBuf::from("x")]);
+    }
+
+    /// Every crash outcome of `fs` (each unsynced op kept or dropped) holding `path`'s contents.
+    fn all_outcomes(fs: &SimFs, path: &str) -> Vec<Option<Vec<u8>>> {
+        (0u32..1 << fs.unsynced_count())
+            .map(|bits| {
+                let mut i = 0;
+                let after = fs.crash(&mut |_| {
+                    i += 1;
+                    [Fate::Drop, Fate::Keep][(bits >> (i - 1) & 1) as usize]
+                });
+                after.read_file(path)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn replace_atomically_is_atomic_under_a_fault_at_every_call() {
+        let (old, new) = (vec![1u8; 700], vec![2u8; 900]);
+        for kind in [FailKind::Crash, FailKind::Once(libc::EIO)] {
+            for n in 1.. {
+                let fs = SimFs::new();
+                fs.write_file("dir/cache", &old);
+                fs.reset_calls();
+                fs.fail_at(n, kind);
+                let result = replace_atomically(&fs, p("dir/cache"), &[&new[..300], &new[300..]]);
+                let finished = fs.calls() < n;
+                let why = format!("{kind:?} at call {n}: {:?}", fs.trace());
+                assert_eq!(result.is_ok(), finished, "{why}");
+                let mut seen = vec![fs.read_file("dir/cache")];
+                seen.extend(
+                    [fs.crash_drop_all(), fs.crash_keep_all()].map(|c| c.read_file("dir/cache")),
+                );
+                seen.extend(all_outcomes(&fs, "dir/cache"));
+                for got in seen {
+                    assert!(
+                        got == Some(old.clone()) || got == Some(new.clone()),
+                        "{why}"
+                    );
+                }
+                if finished {
+                    assert_eq!(fs.crash_drop_all().read_file("dir/cache").unwrap(), new);
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn torn_writes_keep_only_masked_sectors() {
+        let fs = SimFs::new();
+        fs.write_file("t", &[0u8; 600]);
+        let mut h = fs.open_existing(p("t")).unwrap();
+        h.write_at(256, &[7u8; 1536]).unwrap(); // bytes 256..1792: sectors 0..=3
+        let events = fs.unsynced_events();
+        assert!(
+            matches!(&events[..], [UnsyncedInfo::Data { index: 0, op, .. }] if op.sectors() == 4)
+        );
+        let got = fs
+            .crash(&mut |_| Fate::Torn(0b0101))
+            .read_file("t")
+            .unwrap();
+        let mut want = vec![0u8; 1536];
+        want[256..512].fill(7);
+        want[1024..1536].fill(7);
+        assert_eq!(got, want);
+        let none = fs.crash(&mut |_| Fate::Torn(0)).read_file("t").unwrap();
+        assert_eq!(none, vec![0u8; 600]);
+        let last = fs
+            .crash(&mut |_| Fate::Torn(1 << 63))
+            .read_file("t")
+            .unwrap();
+        assert_eq!(
+            last.len(),
+            600,
+            "bit 63 covers no sector of a 4-sector write"
+        );
+    }
+
+    #[test]
+    fn once_and_persistent_faults() {
+        let fs = SimFs::new();
+        fs.fail_at(2, FailKind::Once(libc::ENOSPC));
+        let mut h = fs.create(p("f")).unwrap();
+        let err = h.write_at(0, b"x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(
+            fs.read_file("f").unwrap(),
+            b"",
+            "a failed call has no effect"
+        );
+        h.write_at(0, b"y").unwrap();
+        fs.reset_calls();
+        fs.fail_at(1, FailKind::Persistent(libc::EIO));
+        for _ in 0..3 {
+            assert_eq!(h.sync_all().unwrap_err().raw_os_error(), Some(libc::EIO));
+        }
+        assert_eq!(fs.crash_drop_all().read_file("f"), None);
+        fs.clear_faults();
+        h.sync_all().unwrap();
+        assert_eq!(fs.calls(), 4);
+        assert!(
+            fs.trace()[0].starts_with("#1 sync_all ino=1 => injected"),
+            "{:?}",
+            fs.trace()
+        );
+    }
+
+    #[test]
+    fn crash_fault_stops_everything() {
+        let fs = SimFs::new();
+        fs.fail_at(2, FailKind::Crash);
+        let mut h = fs.create(p("f")).unwrap();
+        assert!(h.write_at(0, b"x").is_err());
+        assert!(fs.remove(p("f")).is_err());
+        assert!(fs.lock(p("l")).is_err());
+        assert!(fs.exists("f"));
+        assert_eq!(fs.read_file("f").unwrap(), b"");
+    }
+
+    #[test]
+    fn handles_survive_rename_and_remove_and_meta_tracks_changes() {
+        let fs = SimFs::new();
+        let mut h = fs.create(p("a")).unwrap();
+        let m0 = h.meta().unwrap();
+        fs.rename(p("a"), p("b")).unwrap();
+        h.write_at(0, b"hello").unwrap();
+        let m1 = fs.metadata(p("b")).unwrap().unwrap();
+        assert_eq!((m1.ino, m1.dev, m1.len), (m0.ino, 1, 5));
+        assert!(m1.mtime_ns > m0.mtime_ns);
+        fs.remove(p("b")).unwrap();
+        h.set_len(2).unwrap();
+        assert_eq!(h.meta().unwrap().len, 2);
+        assert!(fs.metadata(p("b")).unwrap().is_none());
+        assert_eq!(
+            fs.open_existing(p("b")).err().unwrap().kind(),
+            io::ErrorKind::NotFound
+        );
+        assert_eq!(
+            fs.remove(p("b")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        fs.write_file("c", b"123");
+        let ino = fs.metadata(p("c")).unwrap().unwrap().ino;
+        drop(fs.create(p("c")).unwrap());
+        let (data, meta) = fs.read(p("c")).unwrap().unwrap();
+        assert_eq!(
+            (data.len(), meta.ino),
+            (0, ino),
+            "create truncates the same inode"
+        );
+        assert_eq!(fs.crash_drop_all().read_file("c").unwrap(), b"123");
+    }
+
+    #[test]
+    fn snapshot_and_clones() {
+        let fs = SimFs::new();
+        let other = fs.clone();
+        other.create(p("s")).unwrap().write_at(0, b"1").unwrap();
+        let snap = fs.snapshot();
+        fs.remove(p("s")).unwrap();
+        assert!(snap.exists("s") && !fs.exists("s"));
+        assert_eq!(snap.unsynced_count(), 2);
+        assert_eq!(snap.crash_keep_all().read_file("s").unwrap(), b"1");
+    }
+
+    #[test]
+    fn lock_excludes_across_threads() {
+        let fs = SimFs::new();
+        let guard = fs.lock(p("x.lock")).unwrap();
+        assert_eq!(guard.kind(), LockKind::Ofd);
+        let got = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (fs, got) = (fs.clone(), Arc::clone(&got));
+            std::thread::spawn(move || {
+                let _l = fs.lock(p("x.lock")).unwrap();
+                got.store(true, Ordering::SeqCst);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!got.load(Ordering::SeqCst));
+        drop(fs.lock(p("other.lock")).unwrap());
+        drop(guard);
+        waiter.join().unwrap();
+        assert!(got.load(Ordering::SeqCst));
+
+        let inside = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (fs, inside) = (fs.clone(), Arc::clone(&inside));
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let _l = fs.lock(p("x.lock")).unwrap();
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+    }
+}

@@ -1,0 +1,5 @@
+//! mace-storage: crash-safe, checksummed storage for MACE's OpenCL program cache.
+
+pub mod format;
+pub mod io;
+pub mod store;

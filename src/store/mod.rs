@@ -1,0 +1,656 @@
+//! The key-value store: load with salvage, get/put/remove/clear, and a flush that commits atomically,
+//! appending when it only adds keys and rewriting by atomic replace otherwise, merging under the
+//! process lock what other processes committed in the meantime.
+
+mod value;
+
+pub use value::{Backing, Value};
+
+use crate::format::{
+    self, CheckedInfo, Damage, EntryIn, Format, ValueKind, WriteParams, PLATFORM_INFO_KEY,
+};
+use crate::io::{posix::PosixFs, replace_atomically, sibling, FileMeta, Fs, LockKind};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// How a store is opened.
+#[derive(Clone)]
+pub struct Options {
+    /// The format flushes write (default checked-1.1; checked-1.0 beside MACE v0.12-1.0).
+    pub format: Format,
+    /// Never write: flush, and setting an unreadable file aside, are refused.
+    pub read_only: bool,
+    /// The filesystem (default: the real one).
+    pub fs: Arc<dyn Fs>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            format: Format::Checked11,
+            read_only: false,
+            fs: Arc::new(PosixFs),
+        }
+    }
+}
+
+/// What went wrong, with the path and the operation.
+#[derive(Debug)]
+pub enum Error {
+    /// A filesystem call failed.
+    Io {
+        /// What the store was doing.
+        op: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The store was opened read-only.
+    ReadOnly,
+    /// The entries cannot be written in the chosen format.
+    Encode(format::EncodeError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path, source } => write!(f, "cannot {op} {}: {source}", path.display()),
+            Error::ReadOnly => f.write_str("the store is read-only"),
+            Error::Encode(e) => write!(f, "cannot encode the cache: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What opening the file found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The file was absent (a first start): the store opened empty.
+    pub missing: bool,
+    /// The detected format, if the file was read.
+    pub format: Option<Format>,
+    /// Length of the file read.
+    pub file_len: u64,
+    /// Entries loaded.
+    pub entries: u64,
+    /// What was wrong and what was dropped.
+    pub damage: Damage,
+    /// Where an unreadable file was moved (`<file>.corrupt`).
+    pub set_aside: Option<PathBuf>,
+}
+
+/// Counters a store keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Entries now in the store.
+    pub entries: u64,
+    /// Bytes of keys and values now in the store.
+    pub bytes: u64,
+    /// Gets that found their key.
+    pub hits: u64,
+    /// Gets that did not.
+    pub misses: u64,
+    /// Entries kept from a damaged file.
+    pub entries_salvaged: u64,
+    /// Entries lost to damage (failed checks, cut off, or dropped by the platform-info rule).
+    pub entries_dropped: u64,
+    /// Flushes that wrote something.
+    pub flushes: u64,
+    /// Of those, the ones that appended.
+    pub appends: u64,
+    /// Of those, the ones that rewrote the file.
+    pub rewrites: u64,
+    /// Flushes that failed.
+    pub flush_failures: u64,
+    /// Times a flush found the file changed by another process and merged it.
+    pub merges: u64,
+    /// Bytes written to disk by flushes.
+    pub bytes_written: u64,
+    /// Whether the last flush could exclude other processes (`false`: no lock was available).
+    pub process_lock: bool,
+}
+
+#[derive(Clone)]
+struct Item {
+    value: Value,
+    kind: ValueKind,
+}
+
+/// What the store knows of the file as it last read or wrote it.
+#[derive(Clone, Default)]
+struct Disk {
+    /// Identity of the file; `None` when absent or unknown.
+    meta: Option<FileMeta>,
+    /// Set when the file is an intact checked-1.1 file that can be appended to.
+    checked: Option<CheckedInfo>,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct State {
+    /// The committed state as last read or written.
+    base: HashMap<Vec<u8>, Item>,
+    /// Changes since then (`None`: removed).
+    pending: HashMap<Vec<u8>, Option<Item>>,
+    /// `clear` since then: `base` is hidden.
+    cleared: bool,
+    disk: Disk,
+    stats: Stats,
+}
+
+impl State {
+    fn lookup(&self, key: &[u8]) -> Option<&Item> {
+        match self.pending.get(key) {
+            Some(p) => p.as_ref(),
+            None if self.cleared => None,
+            None => self.base.get(key),
+        }
+    }
+
+    fn current(&self) -> HashMap<Vec<u8>, Item> {
+        let mut m = if self.cleared {
+            HashMap::new()
+        } else {
+            self.base.clone()
+        };
+        for (k, v) in &self.pending {
+            match v {
+                Some(i) => m.insert(k.clone(), i.clone()),
+                None => m.remove(k),
+            };
+        }
+        m
+    }
+
+    fn dirty(&self) -> bool {
+        self.cleared || !self.pending.is_empty()
+    }
+}
+
+/// A key-value store over one cache file, safe to share between threads.
+pub struct Store {
+    path: PathBuf,
+    opts: Options,
+    state: RwLock<State>,
+    flush_lock: Mutex<()>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    report: Report,
+}
+
+/// The entries of a decoded file, sharing the file's buffer.
+fn load_entries(owner: &Backing, d: &format::Decoded) -> HashMap<Vec<u8>, Item> {
+    let input = (**owner).as_ref();
+    let mut m = HashMap::with_capacity(d.entries.len());
+    for e in &d.entries {
+        let value = match &e.value {
+            format::ValueRef::Slice(r) => Value::slice_of(owner, r.clone()),
+            format::ValueRef::Owned(v) => Some(Value::copy_from(v)),
+        };
+        if let Some(value) = value {
+            m.insert(
+                input[e.key.clone()].to_vec(),
+                Item {
+                    value,
+                    kind: e.kind,
+                },
+            );
+        }
+    }
+    m
+}
+
+/// A file read from disk and what the store makes of it.
+struct Loaded {
+    base: HashMap<Vec<u8>, Item>,
+    disk: Disk,
+    report: Report,
+}
+
+impl Store {
+    /// Opens the cache file at `path`: a missing file opens empty, a damaged one with what salvage
+    /// kept, and one that cannot be read at all is moved to `<path>.corrupt` (unless read-only).
+    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store, Error> {
+        let path = path.as_ref().to_path_buf();
+        let loaded = load(&*opts.fs, &path, !opts.read_only)?;
+        let stats = Stats {
+            entries_salvaged: if loaded.report.damage.intact {
+                0
+            } else {
+                loaded.report.entries
+            },
+            entries_dropped: loaded.report.damage.entries_dropped,
+            ..Stats::default()
+        };
+        Ok(Store {
+            path,
+            state: RwLock::new(State {
+                base: loaded.base,
+                disk: loaded.disk,
+                stats,
+                ..State::default()
+            }),
+            opts,
+            flush_lock: Mutex::new(()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            report: loaded.report,
+        })
+    }
+
+    /// Opens a read-only store over `data` (a cache file's bytes); values point into `data`.
+    pub fn open_bytes(data: Backing) -> Result<Store, format::NotACache> {
+        let d = format::decode((*data).as_ref())?;
+        let report = Report {
+            missing: false,
+            format: Some(d.format),
+            file_len: (*data).as_ref().len() as u64,
+            entries: d.entries.len() as u64,
+            damage: d.damage.clone(),
+            set_aside: None,
+        };
+        let stats = Stats {
+            entries_salvaged: if d.damage.intact { 0 } else { report.entries },
+            entries_dropped: d.damage.entries_dropped,
+            ..Stats::default()
+        };
+        Ok(Store {
+            path: PathBuf::new(),
+            state: RwLock::new(State {
+                base: load_entries(&data, &d),
+                stats,
+                ..State::default()
+            }),
+            opts: Options {
+                read_only: true,
+                ..Options::default()
+            },
+            flush_lock: Mutex::new(()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            report,
+        })
+    }
+
+    /// The file this store commits to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What opening the file found.
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// Whether the store refuses writes.
+    pub fn read_only(&self) -> bool {
+        self.opts.read_only
+    }
+
+    /// The value of `key`, sharing memory with the store (no copy); it stays valid after any later change.
+    pub fn get(&self, key: &[u8]) -> Option<Value> {
+        let v = self.state.read().lookup(key).map(|i| i.value.clone());
+        let counter = if v.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        v
+    }
+
+    /// Sets `key` to `value` (not durable until [`Store::flush`]).
+    pub fn put(&self, key: &[u8], value: Value) -> Result<(), Error> {
+        self.put_kind(key, value, ValueKind::Bytes)
+    }
+
+    /// Sets `key` to `value`, encoded in format B as `kind`.
+    pub fn put_kind(&self, key: &[u8], value: Value, kind: ValueKind) -> Result<(), Error> {
+        if self.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut s = self.state.write();
+        // MACE inserts the same platform-info and device-name values before every flush: an
+        // unchanged value is no change, so such a flush can still append.
+        let same_as_base = !s.cleared
+            && s.base
+                .get(key)
+                .is_some_and(|b| b.value == value && b.kind == kind);
+        if same_as_base {
+            s.pending.remove(key);
+        } else {
+            s.pending.insert(key.to_vec(), Some(Item { value, kind }));
+        }
+        Ok(())
+    }
+
+    /// Removes `key`; returns whether it was present.
+    pub fn remove(&self, key: &[u8]) -> Result<bool, Error> {
+        if self.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut s = self.state.write();
+        let present = s.lookup(key).is_some();
+        if present {
+            s.pending.insert(key.to_vec(), None);
+        }
+        Ok(present)
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> Result<(), Error> {
+        if self.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut s = self.state.write();
+        s.pending.clear();
+        s.cleared = true;
+        Ok(())
+    }
+
+    /// The current entries, sorted by key.
+    pub fn entries(&self) -> Vec<(Vec<u8>, Value)> {
+        let mut v: Vec<_> = self
+            .state
+            .read()
+            .current()
+            .into_iter()
+            .map(|(k, i)| (k, i.value))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Number of entries now in the store.
+    pub fn len(&self) -> usize {
+        let s = self.state.read();
+        if s.pending.is_empty() && !s.cleared {
+            s.base.len()
+        } else {
+            s.current().len()
+        }
+    }
+
+    /// Whether the store holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The store's counters.
+    pub fn stats(&self) -> Stats {
+        let s = self.state.read();
+        let cur = s.current();
+        Stats {
+            entries: cur.len() as u64,
+            bytes: cur
+                .iter()
+                .map(|(k, i)| (k.len() + i.value.len()) as u64)
+                .sum(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            ..s.stats.clone()
+        }
+    }
+
+    /// Commits every change durably: when it returns `Ok`, a crash at any later point keeps them.
+    /// A crash during it leaves, for every entry, the old value or the new one. Nothing to commit
+    /// means no I/O.
+    pub fn flush(&self) -> Result<(), Error> {
+        if self.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let _one_at_a_time = self.flush_lock.lock();
+        if !self.state.read().dirty() {
+            return Ok(());
+        }
+        let result = self.flush_locked();
+        if result.is_err() {
+            self.state.write().stats.flush_failures += 1;
+        }
+        result
+    }
+
+    fn flush_locked(&self) -> Result<(), Error> {
+        let fs = &*self.opts.fs;
+        let lock_path = sibling(&self.path, ".lock");
+        let lock = fs.lock(&lock_path).map_err(io_err("lock", &lock_path))?;
+        // Another process may have committed since we last read the file: start from what it wrote.
+        let on_disk = fs
+            .metadata(&self.path)
+            .map_err(io_err("stat", &self.path))?;
+        if on_disk != self.state.read().disk.meta {
+            let loaded = load(fs, &self.path, true)?;
+            let mut s = self.state.write();
+            s.base = loaded.base;
+            s.disk = loaded.disk;
+            s.stats.merges += 1;
+        }
+        // Take the changes; puts made while we write go into a fresh pending set.
+        let (inflight, cleared, base, disk) = {
+            let mut s = self.state.write();
+            let inflight = std::mem::take(&mut s.pending);
+            let cleared = std::mem::replace(&mut s.cleared, false);
+            (inflight, cleared, s.base.clone(), s.disk.clone())
+        };
+        let mut target = if cleared {
+            HashMap::new()
+        } else {
+            base.clone()
+        };
+        for (k, v) in &inflight {
+            match v {
+                Some(i) => target.insert(k.clone(), i.clone()),
+                None => target.remove(k),
+            };
+        }
+        let result = self.write(&target, &inflight, cleared, &base, &disk);
+        let mut s = self.state.write();
+        s.stats.process_lock = lock.kind() != LockKind::Unavailable;
+        match result {
+            Ok((new_disk, appended, written)) => {
+                s.base = target;
+                s.disk = new_disk;
+                s.stats.flushes += 1;
+                s.stats.bytes_written += written;
+                if appended {
+                    s.stats.appends += 1;
+                } else {
+                    s.stats.rewrites += 1;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Put the changes back under any made meanwhile, and trust nothing about the file:
+                // the next flush reads it again and rewrites it.
+                if !s.cleared {
+                    for (k, v) in inflight {
+                        s.pending.entry(k).or_insert(v);
+                    }
+                    s.cleared = cleared;
+                }
+                s.disk = Disk {
+                    generation: s.disk.generation,
+                    ..Disk::default()
+                };
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `target` to disk, appending when `inflight` only adds keys to an intact checked-1.1
+    /// file; returns the new disk state, whether it appended, and the bytes written.
+    fn write(
+        &self,
+        target: &HashMap<Vec<u8>, Item>,
+        inflight: &HashMap<Vec<u8>, Option<Item>>,
+        cleared: bool,
+        base: &HashMap<Vec<u8>, Item>,
+        disk: &Disk,
+    ) -> Result<(Disk, bool, u64), Error> {
+        let fs = &*self.opts.fs;
+        fn entry_in<'a>((k, i): (&'a Vec<u8>, &'a Item)) -> EntryIn<'a> {
+            EntryIn {
+                key: k,
+                value: &i.value,
+                kind: i.kind,
+            }
+        }
+        let append_to = disk.checked.filter(|info| {
+            self.opts.format == Format::Checked11
+                && !cleared
+                && inflight.iter().all(|(k, v)| v.is_some() && !base.contains_key(k))
+                // Entries already written were not vouched for by a platform-info entry added now.
+                && (info.has_platform || base.is_empty() || !inflight.contains_key(PLATFORM_INFO_KEY))
+        });
+        if let Some(info) = append_to {
+            let batch: Vec<EntryIn> = inflight
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|i| entry_in((k, i))))
+                .collect();
+            let (out, next) = format::encode_append(&info, &batch).map_err(Error::Encode)?;
+            let mut h = fs
+                .open_existing(&self.path)
+                .map_err(io_err("open", &self.path))?;
+            let mut off = info.file_len - 4;
+            for piece in out.slices() {
+                h.write_at(off, piece)
+                    .map_err(io_err("append to", &self.path))?;
+                off += piece.len() as u64;
+            }
+            h.sync_data().map_err(io_err("sync", &self.path))?;
+            let meta = h.meta().map_err(io_err("stat", &self.path))?;
+            let new_disk = Disk {
+                meta: Some(meta),
+                checked: Some(next),
+                generation: disk.generation,
+            };
+            return Ok((new_disk, true, out.len()));
+        }
+        let entries: Vec<EntryIn> = target.iter().map(entry_in).collect();
+        let params = WriteParams::next(disk.generation);
+        let enc = format::encode(self.opts.format, &entries, params).map_err(Error::Encode)?;
+        let written = replace_atomically(fs, &self.path, &enc.out.slices())
+            .map_err(io_err("write", &self.path))?;
+        let meta = fs
+            .metadata(&self.path)
+            .map_err(io_err("stat", &self.path))?;
+        let new_disk = Disk {
+            meta,
+            checked: enc.info,
+            generation: params.generation,
+        };
+        Ok((new_disk, false, written))
+    }
+}
+
+/// Reads and decodes `path`; an unreadable file is moved aside when `set_aside` allows.
+fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
+    let Some((bytes, meta)) = fs.read(path).map_err(io_err("read", path))? else {
+        return Ok(Loaded {
+            base: HashMap::new(),
+            disk: Disk::default(),
+            report: Report {
+                missing: true,
+                format: None,
+                file_len: 0,
+                entries: 0,
+                damage: Damage {
+                    intact: true,
+                    entries_dropped: 0,
+                    bytes_ignored: 0,
+                    notes: vec![],
+                },
+                set_aside: None,
+            },
+        });
+    };
+    let file_len = bytes.len() as u64;
+    let owner: Backing = Arc::new(bytes);
+    let decoded = format::decode((*owner).as_ref());
+    let unreadable = match &decoded {
+        Err(e) => Some(e.to_string()),
+        Ok(d) if d.entries.is_empty() && file_len > 0 && !d.damage.intact => {
+            Some("nothing in it passed its checks".to_string())
+        }
+        Ok(_) => None,
+    };
+    if let Some(why) = unreadable {
+        let mut damage = match &decoded {
+            Ok(d) => d.damage.clone(),
+            Err(_) => Damage {
+                intact: false,
+                entries_dropped: 0,
+                bytes_ignored: file_len,
+                notes: vec![],
+            },
+        };
+        let mut aside = None;
+        if set_aside {
+            let to = sibling(path, ".corrupt");
+            match fs.rename(path, &to) {
+                Ok(()) => {
+                    damage.notes.push(format!("unreadable ({why}): moved to {} and started empty", to.display()));
+                    aside = Some(to);
+                }
+                Err(e) => damage.notes.push(format!(
+                    "unreadable ({why}) and could not be moved aside ({e}): started empty; the next flush replaces it"
+                )),
+            }
+        } else {
+            damage
+                .notes
+                .push(format!("unreadable ({why}): read as empty"));
+        }
+        return Ok(Loaded {
+            base: HashMap::new(),
+            disk: Disk {
+                meta: if aside.is_some() { None } else { Some(meta) },
+                ..Disk::default()
+            },
+            report: Report {
+                missing: false,
+                format: decoded.ok().map(|d| d.format),
+                file_len,
+                entries: 0,
+                damage,
+                set_aside: aside,
+            },
+        });
+    }
+    let d = decoded.unwrap_or_else(|_| unreachable!("handled above"));
+    let base = load_entries(&owner, &d);
+    Ok(Loaded {
+        disk: Disk {
+            meta: Some(meta),
+            checked: d.checked,
+            generation: d.generation.unwrap_or(0),
+        },
+        report: Report {
+            missing: false,
+            format: Some(d.format),
+            file_len,
+            entries: base.len() as u64,
+            damage: d.damage,
+            set_aside: None,
+        },
+        base,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,383 @@
+use super::*;
+use crate::format::decode;
+use crate::io::sim::{FailKind, SimFs};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+const PATH: &str = "cache/mace_cl_compiled_program.bin";
+
+fn sim() -> SimFs {
+    let fs = SimFs::new();
+    fs.write_file("cache/.keep", b"");
+    fs
+}
+
+fn open_on(fs: &SimFs) -> Store {
+    Store::open(
+        PATH,
+        Options {
+            fs: Arc::new(fs.clone()),
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+fn v(s: &str) -> Value {
+    Value::copy_from(s.as_bytes())
+}
+
+fn contents(s: &Store) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    s.entries()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_vec()))
+        .collect()
+}
+
+fn on_disk(fs: &SimFs) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let b = fs.read_file(PATH).unwrap();
+    let d = decode(&b).unwrap();
+    assert!(d.damage.intact, "{:?}", d.damage);
+    d.entries
+        .iter()
+        .map(|e| (b[e.key.clone()].to_vec(), e.value.bytes(&b).to_vec()))
+        .collect()
+}
+
+#[test]
+fn missing_file_opens_empty_and_first_flush_creates_it() {
+    let fs = sim();
+    let s = open_on(&fs);
+    assert!(s.report().missing);
+    assert!(s.is_empty());
+    s.put(b"k", v("v")).unwrap();
+    assert_eq!(s.get(b"k").as_deref(), Some(&b"v"[..]));
+    assert!(fs.read_file(PATH).is_none(), "nothing written before flush");
+    s.flush().unwrap();
+    let st = s.stats();
+    assert_eq!((st.flushes, st.rewrites, st.entries, st.hits), (1, 1, 1, 1));
+    assert_eq!(on_disk(&fs).len(), 1);
+    let again = open_on(&fs);
+    assert_eq!(again.report().format, Some(Format::Checked11));
+    assert_eq!(contents(&again), contents(&s));
+}
+
+#[test]
+fn adding_keys_appends_and_reinserting_equal_values_is_no_change() {
+    let fs = sim();
+    let s = open_on(&fs);
+    s.put(PLATFORM_INFO_KEY, v("pocl, FULL_PROFILE, OpenCL 3.0, 1.1"))
+        .unwrap();
+    s.put(b"prog_a", v("binary a")).unwrap();
+    s.flush().unwrap();
+    let len1 = fs.read_file(PATH).unwrap().len();
+    // MACE's sequence: insert the same platform info again plus a new binary, then flush.
+    s.put(PLATFORM_INFO_KEY, v("pocl, FULL_PROFILE, OpenCL 3.0, 1.1"))
+        .unwrap();
+    s.put(b"prog_b", v("binary b")).unwrap();
+    s.flush().unwrap();
+    let st = s.stats();
+    assert_eq!((st.appends, st.rewrites), (1, 1));
+    let file = fs.read_file(PATH).unwrap();
+    assert!(file.len() > len1 && file.len() < 2 * len1);
+    assert_eq!(on_disk(&fs), contents(&s));
+    // Stock MACE 1.1's acceptance still holds after an append: the trailing CRC covers it all.
+    let (body, crc) = file.split_at(file.len() - 4);
+    assert_eq!(crc32fast::hash(body).to_le_bytes(), crc);
+    // An overwrite is not an append.
+    s.put(b"prog_a", v("binary a2")).unwrap();
+    s.flush().unwrap();
+    assert_eq!(s.stats().rewrites, 2);
+    assert_eq!(on_disk(&fs), contents(&s));
+    assert_eq!(
+        open_on(&fs).get(b"prog_a").as_deref(),
+        Some(&b"binary a2"[..])
+    );
+}
+
+#[test]
+fn flush_without_changes_does_no_io() {
+    let fs = sim();
+    let s = open_on(&fs);
+    s.put(b"a", v("1")).unwrap();
+    s.flush().unwrap();
+    fs.reset_calls();
+    s.put(b"a", v("1")).unwrap();
+    s.flush().unwrap();
+    assert_eq!(fs.calls(), 0);
+}
+
+#[test]
+fn a_value_outlives_overwrite_clear_and_close() {
+    let fs = sim();
+    let s = open_on(&fs);
+    s.put(b"a", v("first")).unwrap();
+    s.flush().unwrap();
+    let s = open_on(&fs);
+    let held = s.get(b"a").unwrap();
+    s.put(b"a", v("second")).unwrap();
+    s.clear().unwrap();
+    s.flush().unwrap();
+    drop(s);
+    assert_eq!(&*held, b"first");
+}
+
+#[test]
+fn remove_and_clear_are_committed() {
+    let fs = sim();
+    let s = open_on(&fs);
+    for k in ["a", "b", "c"] {
+        s.put(k.as_bytes(), v(k)).unwrap();
+    }
+    s.flush().unwrap();
+    assert!(s.remove(b"b").unwrap());
+    assert!(!s.remove(b"zz").unwrap());
+    s.flush().unwrap();
+    assert_eq!(
+        on_disk(&fs).keys().cloned().collect::<Vec<_>>(),
+        vec![b"a".to_vec(), b"c".to_vec()]
+    );
+    s.clear().unwrap();
+    s.put(b"d", v("d")).unwrap();
+    s.flush().unwrap();
+    assert_eq!(
+        on_disk(&fs).keys().cloned().collect::<Vec<_>>(),
+        vec![b"d".to_vec()]
+    );
+}
+
+#[test]
+fn damaged_file_is_salvaged_then_rewritten_whole() {
+    let fs = sim();
+    let s = open_on(&fs);
+    s.put(PLATFORM_INFO_KEY, v("platform")).unwrap();
+    for i in 0..10 {
+        s.put(
+            format!("prog_{i}").as_bytes(),
+            Value::from_vec(vec![i as u8; 100]),
+        )
+        .unwrap();
+    }
+    s.flush().unwrap();
+    let mut b = fs.read_file(PATH).unwrap();
+    let at = b.windows(6).position(|w| w == b"prog_3").unwrap() + 20;
+    b[at] ^= 0xff;
+    fs.write_file(PATH, &b);
+    let s = open_on(&fs);
+    assert!(!s.report().damage.intact);
+    assert_eq!(s.len(), 10);
+    assert!(s.get(b"prog_3").is_none());
+    assert_eq!(
+        (s.stats().entries_salvaged, s.stats().entries_dropped),
+        (10, 1)
+    );
+    s.put(b"prog_3", Value::from_vec(vec![3; 100])).unwrap();
+    s.flush().unwrap();
+    // Never appended after damage: the damaged copy would be the one stock readers keep.
+    assert_eq!(s.stats().rewrites, 1);
+    assert_eq!(on_disk(&fs).len(), 11);
+}
+
+#[test]
+fn unreadable_file_is_set_aside_one_copy_kept() {
+    let fs = sim();
+    for garbage in [
+        &b"\xff\xfe garbage that is no cache at all"[..],
+        b"\x01\x02\x03 more garbage here!",
+    ] {
+        fs.write_file(PATH, garbage);
+        let s = open_on(&fs);
+        assert!(s.is_empty());
+        let aside = s.report().set_aside.clone().unwrap();
+        assert_eq!(fs.read_file(&aside).unwrap(), garbage);
+        assert!(fs.read_file(PATH).is_none());
+    }
+    // A read-only open never moves anything.
+    fs.write_file(PATH, b"\xff garbage again, read-only");
+    let ro = Store::open(
+        PATH,
+        Options {
+            read_only: true,
+            fs: Arc::new(fs.clone()),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert!(ro.report().set_aside.is_none() && fs.read_file(PATH).is_some());
+    assert!(matches!(ro.flush(), Err(Error::ReadOnly)));
+}
+
+#[test]
+fn a_failed_flush_keeps_the_changes_and_the_old_file() {
+    for n in 1..20 {
+        let fs = sim();
+        let s = open_on(&fs);
+        s.put(b"old", v("1")).unwrap();
+        s.flush().unwrap();
+        let before = fs.read_file(PATH).unwrap();
+        s.put(b"new", v("2")).unwrap();
+        s.put(b"old", v("3")).unwrap();
+        fs.reset_calls();
+        fs.fail_at(n, FailKind::Persistent(libc::ENOSPC));
+        match s.flush() {
+            Ok(()) => {
+                fs.clear_faults();
+                assert_eq!(on_disk(&fs), contents(&s));
+                continue;
+            }
+            Err(e) => assert!(e.to_string().contains("No space left"), "{e}"),
+        }
+        // Before the rename the old file is untouched; a failure after it (the directory fsync)
+        // leaves the new file visible but not known durable. Either way: old or new, never torn.
+        let now = fs.read_file(PATH).unwrap();
+        if now != before {
+            assert_eq!(on_disk(&fs), contents(&s), "call {n}");
+        }
+        assert_eq!(s.stats().flush_failures, 1);
+        assert_eq!(s.get(b"new").as_deref(), Some(&b"2"[..]));
+        fs.clear_faults();
+        s.flush().unwrap();
+        assert_eq!(on_disk(&fs), contents(&s));
+        assert_eq!(contents(&s).len(), 2);
+    }
+}
+
+#[test]
+fn a_crash_at_any_call_of_a_flush_leaves_old_or_new() {
+    for append in [true, false] {
+        for n in 1..20 {
+            let fs = sim();
+            let s = open_on(&fs);
+            s.put(PLATFORM_INFO_KEY, v("p")).unwrap();
+            s.put(b"a", v("1")).unwrap();
+            s.flush().unwrap();
+            let old = contents(&s);
+            s.put(b"b", v("2")).unwrap();
+            if !append {
+                s.put(b"a", v("3")).unwrap();
+            }
+            fs.reset_calls();
+            fs.fail_at(n, FailKind::Crash);
+            let flushed = s.flush().is_ok();
+            let new = contents(&s);
+            for after in [fs.crash_drop_all(), fs.crash_keep_all()] {
+                let got = contents(&open_on(&after));
+                if flushed {
+                    assert_eq!(
+                        got, new,
+                        "append={append} call {n}: acknowledged flush lost"
+                    );
+                } else {
+                    assert!(
+                        got == old || got == new,
+                        "append={append} call {n}: {got:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn two_stores_on_one_file_merge_instead_of_overwriting() {
+    let fs = sim();
+    let a = open_on(&fs);
+    let b = open_on(&fs);
+    a.put(b"from_a", v("a")).unwrap();
+    b.put(b"from_b", v("b")).unwrap();
+    a.flush().unwrap();
+    b.flush().unwrap();
+    assert_eq!(b.stats().merges, 1);
+    let disk = on_disk(&fs);
+    assert_eq!(disk.get(&b"from_a"[..]).map(Vec::as_slice), Some(&b"a"[..]));
+    assert_eq!(disk.get(&b"from_b"[..]).map(Vec::as_slice), Some(&b"b"[..]));
+    // b now sees a's entry too.
+    assert!(b.get(b"from_a").is_some());
+}
+
+#[test]
+fn threads_share_a_store() {
+    let fs = sim();
+    let s = Arc::new(open_on(&fs));
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let k = format!("t{t}_{i}");
+                    s.put(k.as_bytes(), Value::copy_from(k.as_bytes())).unwrap();
+                    assert_eq!(s.get(k.as_bytes()).as_deref(), Some(k.as_bytes()));
+                    if i % 10 == 0 {
+                        s.flush().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    s.flush().unwrap();
+    assert_eq!(on_disk(&fs).len(), 200);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u8, u8),
+    Remove(u8),
+    Clear,
+    Flush,
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..12, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+        2 => (0u8..12).prop_map(Op::Remove),
+        1 => Just(Op::Clear),
+        3 => Just(Op::Flush),
+        2 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Random operations against a BTreeMap: the store always reads as the model, and a reopen
+    /// always reads as the model as of the last flush.
+    #[test]
+    fn store_matches_a_btreemap(ops in proptest::collection::vec(op(), 1..60), format in 0usize..4) {
+        let fs = sim();
+        let opts = Options { fs: Arc::new(fs.clone()), format: Format::WRITABLE[format], ..Options::default() };
+        let mut s = Store::open(PATH, opts.clone()).unwrap();
+        let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut committed = model.clone();
+        for op in ops {
+            match op {
+                Op::Put(k, x) => {
+                    let key = format!("key{k}").into_bytes();
+                    let val = vec![x; usize::from(k) * 3];
+                    s.put(&key, Value::from_vec(val.clone())).unwrap();
+                    model.insert(key, val);
+                }
+                Op::Remove(k) => {
+                    let key = format!("key{k}").into_bytes();
+                    prop_assert_eq!(s.remove(&key).unwrap(), model.remove(&key).is_some());
+                }
+                Op::Clear => {
+                    s.clear().unwrap();
+                    model.clear();
+                }
+                Op::Flush => {
+                    s.flush().unwrap();
+                    committed = model.clone();
+                }
+                Op::Reopen => {
+                    s = Store::open(PATH, opts.clone()).unwrap();
+                    model = committed.clone();
+                }
+            }
+            prop_assert_eq!(contents(&s), model.clone());
+        }
+    }
+}
