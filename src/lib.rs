@@ -1,5 +1,6 @@
 //! mace-storage: crash-safe, checksummed storage for MACE's OpenCL program cache.
 
+pub mod ffi;
 pub mod format;
 pub mod io;
 pub mod store;

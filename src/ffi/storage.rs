@@ -1,0 +1,605 @@
+//! The key-value store through the C ABI.
+
+use super::{
+    bytes, c_path, guard, invalid, last_error, log, set_error, MaceStorageLogLevel,
+    MaceStorageStatus,
+};
+use crate::format::Format;
+use crate::store::{Error, Options, Report, Store, Value};
+use std::ffi::{c_char, c_void, CString};
+use std::sync::Arc;
+use MaceStorageLogLevel::*;
+use MaceStorageStatus::*;
+
+/// A cache file opened as a key-value store. Safe to use from many threads at once; only
+/// `mace_storage_close` must not race with other calls on the same handle.
+pub struct MaceStorage {
+    store: Store,
+    notes: CString,
+}
+
+/// A value returned by `mace_storage_get`: valid until `mace_storage_value_free`, whatever happens to
+/// the store meanwhile (overwrites, clear, close).
+pub struct MaceStorageValue {
+    value: Value,
+}
+
+/// File formats, for `MaceStorageOptions.format` and `MaceStorageOpenReport.format`.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaceStorageFormat {
+    /// Options: the default (checked-1.1). Report: the file was not read.
+    MACE_STORAGE_FORMAT_DEFAULT = 0,
+    /// MACE v0.6-v1.0 stock format.
+    MACE_STORAGE_FORMAT_MACE_1_0 = 1,
+    /// MACE v1.1 stock format.
+    MACE_STORAGE_FORMAT_MACE_1_1 = 2,
+    /// Format A with per-entry checksums, readable by MACE v0.6-v1.0.
+    MACE_STORAGE_FORMAT_CHECKED_1_0 = 3,
+    /// Format B with per-entry checksums and commit records, readable by MACE v1.1.
+    MACE_STORAGE_FORMAT_CHECKED_1_1 = 4,
+    /// Report only: a 0-byte file.
+    MACE_STORAGE_FORMAT_EMPTY = 5,
+}
+
+impl MaceStorageFormat {
+    fn of(f: Format) -> Self {
+        match f {
+            Format::Mace10 => Self::MACE_STORAGE_FORMAT_MACE_1_0,
+            Format::Mace11 => Self::MACE_STORAGE_FORMAT_MACE_1_1,
+            Format::Checked10 => Self::MACE_STORAGE_FORMAT_CHECKED_1_0,
+            Format::Checked11 => Self::MACE_STORAGE_FORMAT_CHECKED_1_1,
+            Format::Empty => Self::MACE_STORAGE_FORMAT_EMPTY,
+        }
+    }
+}
+
+/// How to open a store. A zeroed struct (or a NULL pointer) means the defaults.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaceStorageOptions {
+    /// The format flushes write: a `MaceStorageFormat` value, 0 for checked-1.1.
+    pub format: i32,
+    /// Non-zero: never write (flush fails with `MACE_STORAGE_READ_ONLY`; nothing is moved aside).
+    pub read_only: i32,
+}
+
+/// Counters of a store.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaceStorageStats {
+    /// Entries now in the store.
+    pub entries: u64,
+    /// Bytes of keys and values now in the store.
+    pub bytes: u64,
+    /// Gets that found their key.
+    pub hits: u64,
+    /// Gets that did not.
+    pub misses: u64,
+    /// Entries kept from a damaged file.
+    pub entries_salvaged: u64,
+    /// Entries lost to damage.
+    pub entries_dropped: u64,
+    /// Flushes that wrote something.
+    pub flushes: u64,
+    /// Of those, appends.
+    pub appends: u64,
+    /// Of those, full rewrites.
+    pub rewrites: u64,
+    /// Flushes that failed.
+    pub flush_failures: u64,
+    /// Flushes that merged what another process had committed.
+    pub merges: u64,
+    /// Bytes written by flushes.
+    pub bytes_written: u64,
+    /// 1 if the last flush excluded other processes with a lock, 0 if no lock was available.
+    pub process_lock: i32,
+}
+
+/// What opening the file found.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaceStorageOpenReport {
+    /// 1 if there was no file (a first start).
+    pub missing: i32,
+    /// 1 if the file was exactly as a completed write left it (or missing).
+    pub intact: i32,
+    /// The detected `MaceStorageFormat` (0 when no file was read).
+    pub format: i32,
+    /// 1 if the file was unreadable and moved to `<path>.corrupt`.
+    pub set_aside: i32,
+    /// Size of the file read.
+    pub file_len: u64,
+    /// Entries loaded.
+    pub entries: u64,
+    /// Entries lost to damage.
+    pub entries_dropped: u64,
+    /// Bytes that belonged to no kept entry.
+    pub bytes_ignored: u64,
+}
+
+fn status_of(e: &Error) -> MaceStorageStatus {
+    match e {
+        Error::Io { .. } => MACE_STORAGE_IO_ERROR,
+        Error::ReadOnly => MACE_STORAGE_READ_ONLY,
+        Error::Encode(_) => MACE_STORAGE_INVALID_ARGUMENT,
+    }
+}
+
+fn fail(handle: usize, e: &Error) -> MaceStorageStatus {
+    set_error(handle, &e.to_string());
+    status_of(e)
+}
+
+/// Logs what an open found, at the level it deserves: a first start is news, damage is a warning
+/// that says what was done about it.
+fn log_report(path: &str, r: &Report) {
+    if r.missing {
+        log(
+            MACE_STORAGE_LOG_INFO,
+            &format!("no cache file at {path} yet (first start): starting empty; it is created by the first flush"),
+        );
+        return;
+    }
+    let fmt = r.format.map_or("unknown format", |f| f.name());
+    if let Some(aside) = &r.set_aside {
+        log(
+            MACE_STORAGE_LOG_WARNING,
+            &format!(
+                "cache file {path} could not be read ({fmt}): moved to {} and started empty; programs will be \
+                 rebuilt and cached again",
+                aside.display()
+            ),
+        );
+    } else if !r.damage.intact {
+        log(
+            MACE_STORAGE_LOG_WARNING,
+            &format!(
+                "cache file {path} was damaged ({fmt}): kept {} entries that passed their checks, dropped {}; \
+                 dropped programs are rebuilt and the next flush rewrites the file whole. {}",
+                r.entries,
+                r.damage.entries_dropped,
+                r.damage.notes.join(" ")
+            ),
+        );
+    } else {
+        log(
+            MACE_STORAGE_LOG_DEBUG,
+            &format!("loaded {} entries from {path} ({fmt})", r.entries),
+        );
+    }
+}
+
+fn notes_of(r: &Report) -> CString {
+    CString::new(r.damage.notes.join("\n").replace('\0', "\\0")).unwrap_or_default()
+}
+
+fn boxed(store: Store) -> *mut MaceStorage {
+    let notes = notes_of(store.report());
+    Box::into_raw(Box::new(MaceStorage { store, notes }))
+}
+
+/// Opens the cache file at `path` (`options` may be NULL for defaults). A missing file opens empty;
+/// a damaged one opens with what passed its checks; an unreadable one is moved to `<path>.corrupt`
+/// and opens empty. On success `*out` receives a handle for `mace_storage_close`.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `options` is NULL or valid; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_open(
+    path: *const c_char,
+    options: *const MaceStorageOptions,
+    out: *mut *mut MaceStorage,
+) -> MaceStorageStatus {
+    guard(0, || {
+        if out.is_null() {
+            return invalid(0, "out is NULL");
+        }
+        // SAFETY: `out` is non-NULL and writable per the contract.
+        unsafe { *out = std::ptr::null_mut() };
+        // SAFETY: `path` is NULL or NUL-terminated per the contract.
+        let Some(p) = (unsafe { c_path(path) }) else {
+            return invalid(0, "path is NULL");
+        };
+        // SAFETY: `options` is NULL or points to a valid struct per the contract.
+        let o = unsafe { options.as_ref() }.copied().unwrap_or_default();
+        let format = match o.format {
+            0 => Format::Checked11,
+            1 => Format::Mace10,
+            2 => Format::Mace11,
+            3 => Format::Checked10,
+            4 => Format::Checked11,
+            other => {
+                return invalid(
+                    0,
+                    &format!("options.format {other} is not a writable format"),
+                )
+            }
+        };
+        let opts = Options {
+            format,
+            read_only: o.read_only != 0,
+            ..Options::default()
+        };
+        match Store::open(&p, opts) {
+            Ok(store) => {
+                log_report(&p.display().to_string(), store.report());
+                // SAFETY: as above.
+                unsafe { *out = boxed(store) };
+                MACE_STORAGE_OK
+            }
+            Err(e) => {
+                log(MACE_STORAGE_LOG_ERROR, &e.to_string());
+                fail(0, &e)
+            }
+        }
+    })
+}
+
+/// Caller memory that a read-only store points into instead of copying it.
+struct Borrowed {
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the memory is immutable and the caller keeps it valid for the store's and its values' life.
+unsafe impl Send for Borrowed {}
+// SAFETY: as above; it is only ever read.
+unsafe impl Sync for Borrowed {}
+
+impl AsRef<[u8]> for Borrowed {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: built from a valid (ptr, len) by `bytes`, kept valid by the caller's contract.
+        unsafe { bytes(self.ptr, self.len) }.unwrap_or_default()
+    }
+}
+
+/// Opens a read-only store over a cache file's bytes in memory (as MACE's `SetOpenCLBinary`), without
+/// copying them: `data` must stay valid and unchanged until the store is closed and every value got
+/// from it is freed. Data that is no cache gives `MACE_STORAGE_CORRUPT`.
+///
+/// # Safety
+/// `data` points to `len` readable bytes (or `len` is 0) with the lifetime above; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_open_bytes(
+    data: *const u8,
+    len: usize,
+    out: *mut *mut MaceStorage,
+) -> MaceStorageStatus {
+    guard(0, || {
+        if out.is_null() {
+            return invalid(0, "out is NULL");
+        }
+        // SAFETY: `out` is non-NULL and writable per the contract.
+        unsafe { *out = std::ptr::null_mut() };
+        // SAFETY: the caller guarantees `len` readable bytes at `data`.
+        if unsafe { bytes(data, len) }.is_none() {
+            return invalid(0, "data is NULL with a non-zero length");
+        }
+        match Store::open_bytes(Arc::new(Borrowed { ptr: data, len })) {
+            Ok(store) => {
+                if !store.report().damage.intact {
+                    log_report("<memory>", store.report());
+                }
+                // SAFETY: as above.
+                unsafe { *out = boxed(store) };
+                MACE_STORAGE_OK
+            }
+            Err(e) => {
+                set_error(0, &e.to_string());
+                MACE_STORAGE_CORRUPT
+            }
+        }
+    })
+}
+
+/// Closes a store (NULL is a no-op). Unflushed changes are discarded; values already got stay valid.
+///
+/// # Safety
+/// `s` is NULL or a handle from `mace_storage_open*` not yet closed, not in use by another thread.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_close(s: *mut MaceStorage) {
+    if !s.is_null() {
+        // SAFETY: `s` came from Box::into_raw in `boxed` and is closed once.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(unsafe { Box::from_raw(s) })
+        }));
+    }
+}
+
+/// Looks `key` up; on success `*out` receives a value to free with `mace_storage_value_free`.
+/// `MACE_STORAGE_NOT_FOUND` if absent (then `*out` is NULL).
+///
+/// # Safety
+/// `s` is NULL or an open handle; `key` points to `key_len` bytes; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_get(
+    s: *const MaceStorage,
+    key: *const u8,
+    key_len: usize,
+    out: *mut *mut MaceStorageValue,
+) -> MaceStorageStatus {
+    let h = s as usize;
+    guard(h, || {
+        if out.is_null() {
+            return invalid(h, "out is NULL");
+        }
+        // SAFETY: `out` is non-NULL and writable per the contract.
+        unsafe { *out = std::ptr::null_mut() };
+        // SAFETY: `s` is NULL or an open handle per the contract.
+        let Some(st) = (unsafe { s.as_ref() }) else {
+            return invalid(h, "storage is NULL");
+        };
+        // SAFETY: `key` points to `key_len` bytes per the contract.
+        let Some(k) = (unsafe { bytes(key, key_len) }) else {
+            return invalid(h, "key is NULL with a non-zero length");
+        };
+        match st.store.get(k) {
+            Some(value) => {
+                // SAFETY: as above.
+                unsafe { *out = Box::into_raw(Box::new(MaceStorageValue { value })) };
+                MACE_STORAGE_OK
+            }
+            None => MACE_STORAGE_NOT_FOUND,
+        }
+    })
+}
+
+/// The bytes of a value (valid until it is freed) and, if `len` is not NULL, their length.
+/// NULL `v` gives NULL and length 0.
+///
+/// # Safety
+/// `v` is NULL or a live value; `len` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_value_data(
+    v: *const MaceStorageValue,
+    len: *mut usize,
+) -> *const u8 {
+    // SAFETY: `v` is NULL or a live value per the contract.
+    let b: &[u8] = unsafe { v.as_ref() }.map_or(&[], |v| &v.value);
+    if !len.is_null() {
+        // SAFETY: `len` is non-NULL and writable per the contract.
+        unsafe { *len = b.len() };
+    }
+    if v.is_null() {
+        std::ptr::null()
+    } else {
+        b.as_ptr()
+    }
+}
+
+/// Frees a value (NULL is a no-op).
+///
+/// # Safety
+/// `v` is NULL or a value from `mace_storage_get` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_value_free(v: *mut MaceStorageValue) {
+    if !v.is_null() {
+        // SAFETY: `v` came from Box::into_raw in `mace_storage_get` and is freed once.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(unsafe { Box::from_raw(v) })
+        }));
+    }
+}
+
+/// Runs `f` on the store behind a handle, or fails with INVALID_ARGUMENT for NULL.
+fn with_store(
+    s: *const MaceStorage,
+    f: impl FnOnce(&MaceStorage, usize) -> MaceStorageStatus,
+) -> MaceStorageStatus {
+    let h = s as usize;
+    guard(h, || {
+        // SAFETY: every caller passes NULL or an open handle, per its own contract.
+        match unsafe { s.as_ref() } {
+            Some(st) => f(st, h),
+            None => invalid(h, "storage is NULL"),
+        }
+    })
+}
+
+/// Sets `key` to a copy of `value` (not durable until `mace_storage_flush`).
+///
+/// # Safety
+/// `s` is NULL or an open handle; `key`/`value` point to `key_len`/`value_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_put(
+    s: *mut MaceStorage,
+    key: *const u8,
+    key_len: usize,
+    value: *const u8,
+    value_len: usize,
+) -> MaceStorageStatus {
+    with_store(s, |st, h| {
+        // SAFETY: the pointers cover the lengths given, per the contract.
+        let (Some(k), Some(v)) = (unsafe { bytes(key, key_len) }, unsafe {
+            bytes(value, value_len)
+        }) else {
+            return invalid(h, "key or value is NULL with a non-zero length");
+        };
+        match st.store.put(k, Value::copy_from(v)) {
+            Ok(()) => MACE_STORAGE_OK,
+            Err(e) => fail(h, &e),
+        }
+    })
+}
+
+/// Removes `key`: `MACE_STORAGE_NOT_FOUND` if it was absent.
+///
+/// # Safety
+/// `s` is NULL or an open handle; `key` points to `key_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_remove(
+    s: *mut MaceStorage,
+    key: *const u8,
+    key_len: usize,
+) -> MaceStorageStatus {
+    with_store(s, |st, h| {
+        // SAFETY: `key` covers `key_len` bytes per the contract.
+        let Some(k) = (unsafe { bytes(key, key_len) }) else {
+            return invalid(h, "key is NULL with a non-zero length");
+        };
+        match st.store.remove(k) {
+            Ok(true) => MACE_STORAGE_OK,
+            Ok(false) => MACE_STORAGE_NOT_FOUND,
+            Err(e) => fail(h, &e),
+        }
+    })
+}
+
+/// Removes every entry (not durable until `mace_storage_flush`).
+///
+/// # Safety
+/// `s` is NULL or an open handle.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_clear(s: *mut MaceStorage) -> MaceStorageStatus {
+    with_store(s, |st, h| match st.store.clear() {
+        Ok(()) => MACE_STORAGE_OK,
+        Err(e) => fail(h, &e),
+    })
+}
+
+/// Commits every change durably (atomic: after a crash each entry is old or new). On failure the
+/// changes stay in memory for the next flush, and the file keeps its previous content.
+///
+/// # Safety
+/// `s` is NULL or an open handle.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_flush(s: *mut MaceStorage) -> MaceStorageStatus {
+    with_store(s, |st, h| match st.store.flush() {
+        Ok(()) => MACE_STORAGE_OK,
+        Err(e) => {
+            if !matches!(e, Error::ReadOnly) {
+                log(
+                    MACE_STORAGE_LOG_WARNING,
+                    &format!("{e}: the cache was not saved; changes stay in memory and the next flush retries"),
+                );
+            }
+            fail(h, &e)
+        }
+    })
+}
+
+/// The message of this thread's last failed call on `s` ("" if none); NULL `s`: of any call,
+/// including a failed open. Valid until this thread's next failed call.
+///
+/// # Safety
+/// `s` is NULL or a handle (it is only compared, never dereferenced).
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_last_error(s: *const MaceStorage) -> *const c_char {
+    last_error(s as usize)
+}
+
+/// Fills `*out` with the store's counters.
+///
+/// # Safety
+/// `s` is NULL or an open handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_stats(
+    s: *const MaceStorage,
+    out: *mut MaceStorageStats,
+) -> MaceStorageStatus {
+    with_store(s, |st, h| {
+        if out.is_null() {
+            return invalid(h, "out is NULL");
+        }
+        let x = st.store.stats();
+        let stats = MaceStorageStats {
+            entries: x.entries,
+            bytes: x.bytes,
+            hits: x.hits,
+            misses: x.misses,
+            entries_salvaged: x.entries_salvaged,
+            entries_dropped: x.entries_dropped,
+            flushes: x.flushes,
+            appends: x.appends,
+            rewrites: x.rewrites,
+            flush_failures: x.flush_failures,
+            merges: x.merges,
+            bytes_written: x.bytes_written,
+            process_lock: i32::from(x.process_lock),
+        };
+        // SAFETY: `out` is non-NULL and writable per the contract.
+        unsafe { *out = stats };
+        MACE_STORAGE_OK
+    })
+}
+
+/// Fills `*out` with what opening the file found.
+///
+/// # Safety
+/// `s` is NULL or an open handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_open_report(
+    s: *const MaceStorage,
+    out: *mut MaceStorageOpenReport,
+) -> MaceStorageStatus {
+    with_store(s, |st, h| {
+        if out.is_null() {
+            return invalid(h, "out is NULL");
+        }
+        let r = st.store.report();
+        let report = MaceStorageOpenReport {
+            missing: i32::from(r.missing),
+            intact: i32::from(r.damage.intact),
+            format: r.format.map_or(0, |f| MaceStorageFormat::of(f) as i32),
+            set_aside: i32::from(r.set_aside.is_some()),
+            file_len: r.file_len,
+            entries: r.entries,
+            entries_dropped: r.damage.entries_dropped,
+            bytes_ignored: r.damage.bytes_ignored,
+        };
+        // SAFETY: `out` is non-NULL and writable per the contract.
+        unsafe { *out = report };
+        MACE_STORAGE_OK
+    })
+}
+
+/// What opening the file found, one sentence per line ("" if nothing); owned by `s`, valid until close.
+///
+/// # Safety
+/// `s` is NULL or an open handle.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_open_notes(s: *const MaceStorage) -> *const c_char {
+    // SAFETY: `s` is NULL or an open handle per the contract.
+    match unsafe { s.as_ref() } {
+        Some(st) => st.notes.as_ptr(),
+        None => c"".as_ptr(),
+    }
+}
+
+/// Called once per entry by `mace_storage_for_each`, in key order; the pointers are valid during the
+/// call only. Return 0 to go on, anything else to stop.
+pub type MaceStorageVisitor = Option<
+    extern "C" fn(
+        key: *const u8,
+        key_len: usize,
+        value: *const u8,
+        value_len: usize,
+        user_data: *mut c_void,
+    ) -> i32,
+>;
+
+/// Calls `visit` for every entry, in key order, on a snapshot taken at the call (other threads may
+/// change the store meanwhile without affecting it).
+///
+/// # Safety
+/// `s` is NULL or an open handle; `visit` is NULL or a valid function.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_for_each(
+    s: *const MaceStorage,
+    visit: MaceStorageVisitor,
+    user_data: *mut c_void,
+) -> MaceStorageStatus {
+    with_store(s, |st, h| {
+        let Some(visit) = visit else {
+            return invalid(h, "visit is NULL");
+        };
+        for (k, v) in st.store.entries() {
+            if visit(k.as_ptr(), k.len(), v.as_ptr(), v.len(), user_data) != 0 {
+                break;
+            }
+        }
+        MACE_STORAGE_OK
+    })
+}
