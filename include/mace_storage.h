@@ -15,6 +15,11 @@
 
 
 /*
+ Consecutive crashes with a binary in the driver after which the whole cache is set aside.
+ */
+#define CRASH_LOOP_LIMIT 3
+
+/*
  Severity of a log message.
  */
 typedef enum MaceStorageLogLevel {
@@ -113,6 +118,12 @@ typedef enum MaceStorageFormat {
 } MaceStorageFormat;
 
 /*
+ An OpenCL program cache over one file. Safe to use from many threads at once; only
+ `mace_program_cache_close` must not race with other calls on the same handle.
+ */
+typedef struct MaceProgramCache MaceProgramCache;
+
+/*
  A cache file opened as a key-value store. Safe to use from many threads at once; only
  `mace_storage_close` must not race with other calls on the same handle.
  */
@@ -130,6 +141,67 @@ typedef struct MaceStorageValue MaceStorageValue;
 typedef void (*MaceStorageLogCallback)(enum MaceStorageLogLevel level,
                                        const char *message,
                                        void *user_data);
+
+/*
+ How to open a program cache. A zeroed struct (or NULL) means the defaults; fields may be added
+ after these four.
+ */
+typedef struct MaceProgramCacheOptions {
+  /*
+   The OS build (Android: `ro.build.fingerprint`); a change invalidates every binary. NULL: none.
+   */
+  const char *os_build_id;
+  /*
+   The app or model version; a change invalidates every binary. NULL: none.
+   */
+  const char *app_version;
+  /*
+   0 = REUSE_NONE (any GPU/driver change invalidates), 1 = REUSE_SAME_GPU (MACE's driver rules).
+   */
+  int32_t reuse_policy;
+  /*
+   The OpenCL library to load; NULL: MACE's list (libOpenCL.so, then the Android vendor paths).
+   */
+  const char *opencl_library;
+} MaceProgramCacheOptions;
+
+/*
+ Counters of a program cache.
+ */
+typedef struct MaceProgramCacheStats {
+  /*
+   Programs built from a cached binary.
+   */
+  uint64_t hits;
+  /*
+   Programs built from source.
+   */
+  uint64_t misses;
+  /*
+   Cached binaries the driver rejected (evicted, then built from source).
+   */
+  uint64_t rejected;
+  /*
+   Binaries dropped because the GPU, driver, OS build or app version changed.
+   */
+  uint64_t invalidated;
+  /*
+   Binaries evicted because the app died while the driver loaded them.
+   */
+  uint64_t crash_loop_evictions;
+  /*
+   1 if opening set a crash-looping cache aside.
+   */
+  uint64_t cache_set_aside;
+  /*
+   Total time spent building from source, in nanoseconds.
+   */
+  uint64_t build_ns;
+  /*
+   Total time spent building from cached binaries, in nanoseconds.
+   */
+  uint64_t load_ns;
+} MaceProgramCacheStats;
 
 /*
  How to open a store. A zeroed struct (or a NULL pointer) means the defaults.
@@ -278,6 +350,103 @@ void mace_storage_log(enum MaceStorageLogLevel level, const char *message);
  The library version, "MAJOR.MINOR.PATCH" (the header's `MACE_STORAGE_VERSION` must match it).
  */
 const char *mace_storage_version(void);
+
+/*
+ Opens the program cache at `path`: evicts the binary a crashed previous run left in the driver,
+ sets a crash-looping cache aside, and opens the store (missing: empty; damaged: salvaged).
+
+ # Safety
+ `path` is NULL or NUL-terminated; `options` is NULL or valid with NULL or NUL-terminated strings;
+ `out` is NULL or writable.
+ */
+enum MaceStorageStatus mace_program_cache_open(const char *path,
+                                               const struct MaceProgramCacheOptions *options,
+                                               struct MaceProgramCache **out);
+
+/*
+ Closes a program cache (NULL is a no-op); programs already built stay the caller's.
+
+ # Safety
+ `c` is NULL or an open handle not used by another thread.
+ */
+void mace_program_cache_close(struct MaceProgramCache *c);
+
+/*
+ Builds a program for one device: from the cached binary if a valid one exists (a binary the
+ driver rejects is evicted and counted), else from `source` (`source_len` bytes), storing the new
+ binary for next time. On success `*out_cl_program` is a built `cl_program` the caller releases.
+
+ # Safety
+ `c` is NULL or open; `cl_context`/`cl_device_id` are valid handles of the OpenCL library this
+ cache loads; strings NULL or NUL-terminated; `source` covers `source_len` bytes; `out_cl_program`
+ is NULL or writable.
+ */
+enum MaceStorageStatus mace_program_cache_build(struct MaceProgramCache *c,
+                                                void *cl_context,
+                                                void *cl_device_id,
+                                                const char *program_key,
+                                                const char *source,
+                                                size_t source_len,
+                                                const char *build_options,
+                                                void **out_cl_program);
+
+/*
+ Stores a binary (prebuilt, or from a tool) exactly where `mace_program_cache_build` looks for
+ this key, source, options and device, and flushes it.
+
+ # Safety
+ As `mace_program_cache_build`; `binary` covers `binary_len` bytes.
+ */
+enum MaceStorageStatus mace_program_cache_put_binary(struct MaceProgramCache *c,
+                                                     void *cl_device_id,
+                                                     const char *program_key,
+                                                     const char *source,
+                                                     size_t source_len,
+                                                     const char *build_options,
+                                                     const uint8_t *binary,
+                                                     size_t binary_len);
+
+/*
+ The binary `mace_program_cache_build` would use for this key, source, options and device:
+ `MACE_STORAGE_NOT_FOUND` if none is valid. Free `*out` with `mace_storage_value_free`.
+
+ # Safety
+ As `mace_program_cache_build`; `out` is NULL or writable.
+ */
+enum MaceStorageStatus mace_program_cache_get_binary(struct MaceProgramCache *c,
+                                                     void *cl_device_id,
+                                                     const char *program_key,
+                                                     const char *source,
+                                                     size_t source_len,
+                                                     const char *build_options,
+                                                     struct MaceStorageValue **out);
+
+/*
+ Declares the app healthy (it ran with the binaries loaded so far): ends any crash-loop count.
+
+ # Safety
+ `c` is NULL or an open handle.
+ */
+void mace_program_cache_mark_healthy(struct MaceProgramCache *c);
+
+/*
+ Fills `*out` with the cache's counters.
+
+ # Safety
+ `c` is NULL or an open handle; `out` is NULL or writable.
+ */
+enum MaceStorageStatus mace_program_cache_stats(const struct MaceProgramCache *c,
+                                                struct MaceProgramCacheStats *out);
+
+/*
+ Sets the cache file at `path` aside (as `<path>.crashloop`) so the next start rebuilds every
+ program locally: for apps whose execution failed after loading cached binaries. A missing file
+ is not an error.
+
+ # Safety
+ `path` is NULL or NUL-terminated.
+ */
+enum MaceStorageStatus mace_program_cache_reset(const char *path);
 
 /*
  Opens the cache file at `path` (`options` may be NULL for defaults). A missing file opens empty;

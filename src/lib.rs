@@ -3,4 +3,5 @@
 pub mod ffi;
 pub mod format;
 pub mod io;
+pub mod program_cache;
 pub mod store;

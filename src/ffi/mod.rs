@@ -2,8 +2,11 @@
 //! panics (nothing unwinds into C or C++), and returns a status with stable numbers; the message of
 //! a failed call is kept per thread for `mace_storage_last_error`.
 
+pub mod opencl;
+mod program_cache;
 mod storage;
 
+pub use program_cache::*;
 pub use storage::*;
 
 use std::cell::RefCell;
@@ -105,6 +108,11 @@ fn default_log(level: MaceStorageLogLevel, text: &CStr) {
         MaceStorageLogLevel::MACE_STORAGE_LOG_ERROR => "error",
     };
     eprintln!("mace-storage {tag}: {}", text.to_string_lossy());
+}
+
+/// Logs a warning: something was wrong and the library handled it (the text says how).
+pub(crate) fn warn(msg: &str) {
+    log(MaceStorageLogLevel::MACE_STORAGE_LOG_WARNING, msg);
 }
 
 /// Routes the library's messages to `callback` (NULL restores the default: stderr, or the Android

@@ -21,7 +21,7 @@ pub struct MaceStorage {
 /// A value returned by `mace_storage_get`: valid until `mace_storage_value_free`, whatever happens to
 /// the store meanwhile (overwrites, clear, close).
 pub struct MaceStorageValue {
-    value: Value,
+    pub(crate) value: Value,
 }
 
 /// File formats, for `MaceStorageOptions.format` and `MaceStorageOpenReport.format`.
