@@ -408,11 +408,13 @@ pub(super) fn encode11<'a>(
     })
 }
 
-/// Writes an append batch (sorted, keys new to the file), its commit record and the new trailer.
+/// Writes an append batch (sorted, keys new to the file) into `out`, and its commit record and the
+/// new trailer into `tail`.
 pub(super) fn encode11_append<'a>(
     info: &CheckedInfo,
     batch: &[EntryIn<'a>],
     out: &mut Output<'a>,
+    tail: &mut Output<'static>,
 ) -> Result<CheckedInfo, EncodeError> {
     let seq = info
         .last_seq
@@ -430,15 +432,15 @@ pub(super) fn encode11_append<'a>(
     let crc = crc32fast::hash(&commit);
     commit.extend_from_slice(&crc.to_le_bytes());
     stream.update(&commit);
-    out.put(&commit);
+    tail.put(&commit);
     let stream_crc = stream.finalize();
-    out.put(&stream_crc.to_le_bytes());
+    tail.put(&stream_crc.to_le_bytes());
     Ok(CheckedInfo {
         file_id: info.file_id,
         generation: info.generation,
         last_seq: seq,
         stream_crc,
-        file_len: info.file_len - 4 + out.len(),
+        file_len: info.file_len - 4 + out.len() + tail.len(),
         has_platform,
     })
 }

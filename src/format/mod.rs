@@ -394,17 +394,33 @@ pub fn encode<'a>(
     Ok(Encoded { out, info })
 }
 
-/// Encodes `batch` (keys not yet in the file) as an append to an intact checked-1.1 file described by
-/// `info`: the bytes to write at `info.file_len - 4` (they replace the old trailer) and the new state.
+/// An append to a checked-1.1 file, in the two parts that must reach the disk in order.
+pub struct Append<'a> {
+    /// The batch's entry records, written at `info.file_len - 4` (over the old trailer) and synced
+    /// before `commit` is written: a commit record on disk must prove every record before it.
+    pub records: Output<'a>,
+    /// The commit record and the new trailer, written right after `records`.
+    pub commit: Output<'static>,
+    /// The file's state once both are written.
+    pub info: CheckedInfo,
+}
+
+/// Encodes `batch` (keys not yet in the file) as an append to an intact checked-1.1 file described
+/// by `info`.
 pub fn encode_append<'a>(
     info: &CheckedInfo,
     batch: &[EntryIn<'a>],
-) -> Result<(Output<'a>, CheckedInfo), EncodeError> {
+) -> Result<Append<'a>, EncodeError> {
     let mut sorted: Vec<EntryIn<'a>> = batch.to_vec();
     sorted.sort_by(|a, b| a.key.cmp(b.key));
-    let mut out = Output::default();
-    let next = checked::encode11_append(info, &sorted, &mut out)?;
-    Ok((out, next))
+    let mut records = Output::default();
+    let mut commit = Output::default();
+    let info = checked::encode11_append(info, &sorted, &mut records, &mut commit)?;
+    Ok(Append {
+        records,
+        commit,
+        info,
+    })
 }
 
 /// Applies the platform-info rule: when entries that the platform-info entry vouched for survived but

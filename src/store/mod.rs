@@ -522,24 +522,27 @@ impl Store {
                 .iter()
                 .filter_map(|(k, v)| v.as_ref().map(|i| entry_in((k, i))))
                 .collect();
-            let (out, next) = format::encode_append(&info, &batch).map_err(Error::Encode)?;
+            let append = format::encode_append(&info, &batch).map_err(Error::Encode)?;
             let mut h = fs
                 .open_existing(&self.path)
                 .map_err(io_err("open", &self.path))?;
+            // Records first, synced; only then the commit record that vouches for them.
             let mut off = info.file_len - 4;
-            for piece in out.slices() {
-                h.write_at(off, piece)
-                    .map_err(io_err("append to", &self.path))?;
-                off += piece.len() as u64;
+            for part in [append.records.slices(), append.commit.slices()] {
+                for piece in part {
+                    h.write_at(off, piece)
+                        .map_err(io_err("append to", &self.path))?;
+                    off += piece.len() as u64;
+                }
+                h.sync_data().map_err(io_err("sync", &self.path))?;
             }
-            h.sync_data().map_err(io_err("sync", &self.path))?;
             let meta = h.meta().map_err(io_err("stat", &self.path))?;
             let new_disk = Disk {
                 meta: Some(meta),
-                checked: Some(next),
+                checked: Some(append.info),
                 generation: disk.generation,
             };
-            return Ok((new_disk, true, out.len()));
+            return Ok((new_disk, true, append.records.len() + append.commit.len()));
         }
         let entries: Vec<EntryIn> = target.iter().map(entry_in).collect();
         let params = WriteParams::next(disk.generation);

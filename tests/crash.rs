@@ -1,0 +1,340 @@
+//! Crash-state enumeration (the ALICE method) and the I/O-error loop (SQLite's method) over the
+//! simulated filesystem: every call of every flush path is a crash point, and at each one every
+//! unsynced write is kept, dropped or torn at 512-byte sectors in turn; every call of open, flush and
+//! compaction fails once and persistently with EIO, ENOSPC and EINTR.
+//!
+//! `MACE_STORAGE_CRASH_SCALE=N` multiplies the data (and so the states) for a larger run.
+
+use mace_storage::format::PLATFORM_INFO_KEY;
+use mace_storage::io::sim::{FailKind, Fate, SimFs, Unsynced, UnsyncedInfo};
+use mace_storage::store::{Options, Store, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const PATH: &str = "data/mace_cl_compiled_program.bin";
+/// Rounds per scenario (each with other sizes and keys), times the scale.
+const ROUNDS: usize = 24;
+
+type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn scale() -> usize {
+    std::env::var("MACE_STORAGE_CRASH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+fn open(fs: &SimFs) -> Result<Store, mace_storage::store::Error> {
+    Store::open(
+        PATH,
+        Options {
+            fs: Arc::new(fs.clone()),
+            ..Options::default()
+        },
+    )
+}
+
+fn contents(s: &Store) -> Map {
+    s.entries()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_vec()))
+        .collect()
+}
+
+fn value(tag: u8, i: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|j| (j as u8).wrapping_mul(31) ^ tag ^ i as u8)
+        .collect()
+}
+
+/// A cache like MACE's: platform info, binaries of a few KB, hashes.
+fn fill(s: &Store, tag: u8, range: std::ops::Range<usize>) {
+    let n = scale() * 2;
+    s.put(
+        PLATFORM_INFO_KEY,
+        Value::copy_from(b"pocl, FULL_PROFILE, OpenCL 3.0, 1.1"),
+    )
+    .unwrap();
+    for i in range {
+        s.put(
+            format!("prog_{i} -DX").as_bytes(),
+            Value::from_vec(value(tag, i, 1500 * n + i * 97)),
+        )
+        .unwrap();
+        s.put(
+            format!("program_hash_ prog_{i} -DX").as_bytes(),
+            Value::from_vec(value(tag, i, 20)),
+        )
+        .unwrap();
+    }
+}
+
+/// A committed starting state on a fresh filesystem.
+fn base(setup: impl Fn(&Store)) -> (SimFs, Map) {
+    let fs = SimFs::new();
+    fs.write_file("data/.keep", b"");
+    let s = open(&fs).unwrap();
+    setup(&s);
+    s.flush().unwrap();
+    let old = contents(&s);
+    (fs.crash_keep_all(), old)
+}
+
+/// One way a flush can go: the store to flush (opened and changed on `fs`) and the state it commits.
+struct Scenario {
+    name: &'static str,
+    setup: fn(&Store, usize),
+    /// Opens the store(s) on `fs` and makes the change for round `r`; returns the store whose flush
+    /// is crashed.
+    change: fn(&SimFs, usize) -> Store,
+}
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "append (new keys only)",
+            setup: |s, r| fill(s, 1, 0..8 + r % 4),
+            change: |fs, r| {
+                let s = open(fs).unwrap();
+                fill(&s, 1, 12..14 + r % 3);
+                s
+            },
+        },
+        Scenario {
+            name: "replace (overwrites)",
+            setup: |s, r| fill(s, 1, 0..8 + r % 4),
+            change: |fs, r| {
+                let s = open(fs).unwrap();
+                fill(&s, 2, r % 3..4 + r % 3);
+                s
+            },
+        },
+        Scenario {
+            name: "compaction (removes)",
+            setup: |s, r| fill(s, 1, 0..10 + r % 3),
+            change: |fs, r| {
+                let s = open(fs).unwrap();
+                for i in r % 2..5 {
+                    s.remove(format!("prog_{i} -DX").as_bytes()).unwrap();
+                }
+                s
+            },
+        },
+        Scenario {
+            name: "merge under the lock",
+            setup: |s, r| fill(s, 1, 0..6 + r % 3),
+            change: |fs, r| {
+                let mine = open(fs).unwrap();
+                let other = open(fs).unwrap();
+                fill(&other, 3, 10..13);
+                other.flush().unwrap();
+                fill(&mine, 4, 13..15 + r % 2);
+                mine
+            },
+        },
+    ]
+}
+
+/// Random tear masks tried per write, on top of the systematic ones.
+const RANDOM_TEARS: u64 = 160;
+
+/// The fates to try for one crash: all kept, all dropped, each event alone dropped or alone kept,
+/// each sector of each write torn away (and kept alone), and random subsets of sectors.
+fn fate_patterns(events: &[UnsyncedInfo], seed: u64) -> Vec<Vec<Fate>> {
+    let n = events.len();
+    let mut out = vec![vec![Fate::Keep; n], vec![Fate::Drop; n]];
+    for i in 0..n {
+        let mut v = vec![Fate::Keep; n];
+        v[i] = Fate::Drop;
+        out.push(v);
+        let mut v = vec![Fate::Drop; n];
+        v[i] = Fate::Keep;
+        out.push(v);
+        if let UnsyncedInfo::Data { op, .. } = &events[i] {
+            for sector in 0..op.sectors().min(64) {
+                let mut v = vec![Fate::Keep; n];
+                v[i] = Fate::Torn(!(1u64 << sector));
+                out.push(v);
+                let mut v = vec![Fate::Keep; n];
+                v[i] = Fate::Torn(1u64 << sector);
+                out.push(v);
+            }
+            let mut x = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            for _ in 0..RANDOM_TEARS * u64::from(op.sectors() > 1) {
+                // xorshift64: reproducible masks.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let mut v = vec![Fate::Keep; n];
+                v[i] = Fate::Torn(x);
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+fn crash_with(fs: &SimFs, pattern: &[Fate]) -> SimFs {
+    let mut i = 0;
+    fs.crash(&mut |_: &Unsynced<'_>| {
+        let f = pattern.get(i).copied().unwrap_or(Fate::Keep);
+        i += 1;
+        f
+    })
+}
+
+#[derive(Default)]
+struct Tally {
+    states: u64,
+    violations: Vec<String>,
+}
+
+impl Tally {
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        self.states += 1;
+        if !ok && self.violations.len() < 10 {
+            self.violations.push(what());
+        }
+    }
+}
+
+/// From a run without faults: the state before the flush (for the merge, what the other process
+/// committed), the state after it, and how many filesystem calls the flush makes.
+fn reference_run(fs0: &SimFs, sc: &Scenario, r: usize) -> (Map, Map, u64) {
+    let fs = fs0.snapshot();
+    let s = (sc.change)(&fs, r);
+    let old = contents(&open(&fs).unwrap());
+    fs.reset_calls();
+    s.flush().unwrap();
+    (old, contents(&s), fs.calls())
+}
+
+#[test]
+fn every_crash_state_of_every_flush_is_old_or_new() {
+    let mut tally = Tally::default();
+    let all = scenarios();
+    for (sc, r) in all
+        .iter()
+        .flat_map(|sc| (0..ROUNDS * scale()).map(move |r| (sc, r)))
+    {
+        let (fs0, _) = base(|s| (sc.setup)(s, r));
+        let (old, new, calls) = reference_run(&fs0, sc, r);
+        assert!(old != new, "{}", sc.name);
+        for k in 1..=calls + 1 {
+            let fs = fs0.snapshot();
+            let s = (sc.change)(&fs, r);
+            fs.reset_calls();
+            if k <= calls {
+                fs.fail_at(k, FailKind::Crash);
+            }
+            let acked = s.flush().is_ok();
+            drop(s);
+            let events = fs.unsynced_events();
+            for (p, pattern) in fate_patterns(&events, (r as u64) << 32 | k)
+                .iter()
+                .enumerate()
+            {
+                let after = crash_with(&fs, pattern);
+                let got = open(&after).map(|s| contents(&s));
+                let ok = match &got {
+                    Ok(g) if acked => *g == new,
+                    Ok(g) => *g == old || *g == new,
+                    Err(_) => false,
+                };
+                tally.check(ok, || {
+                    format!("{} round {r}: crash at call {k}/{calls} (acked {acked}), pattern {p}: {:?}", sc.name, got.as_ref().map(|g| g.len()))
+                });
+                // A second crash during the recovery open changes nothing.
+                if p < 2 {
+                    let again = crash_with(&after, &[]).crash_drop_all();
+                    let second = open(&again).map(|s| contents(&s)).ok();
+                    tally.check(second == got.as_ref().ok().cloned(), || {
+                        format!("{}: recovery at {k} changed state", sc.name)
+                    });
+                }
+            }
+        }
+    }
+    println!(
+        "crash states checked: {}, violations: {}",
+        tally.states,
+        tally.violations.len()
+    );
+    assert!(tally.violations.is_empty(), "{:#?}", tally.violations);
+    assert!(tally.states >= 100_000, "only {} states", tally.states);
+}
+
+#[test]
+fn every_failing_call_of_open_flush_and_compaction_is_a_clean_error() {
+    let errnos = [libc::EIO, libc::ENOSPC, libc::EINTR];
+    let mut injections = 0u64;
+    for sc in scenarios() {
+        let (fs0, _) = base(|s| (sc.setup)(s, 0));
+        let (old, new, calls) = reference_run(&fs0, &sc, 0);
+        for k in 1..=calls {
+            for errno in errnos {
+                for kind in [FailKind::Once(errno), FailKind::Persistent(errno)] {
+                    injections += 1;
+                    let fs = fs0.snapshot();
+                    let s = (sc.change)(&fs, 0);
+                    fs.reset_calls();
+                    fs.fail_at(k, kind);
+                    let r = s.flush();
+                    fs.clear_faults();
+                    let now = contents(&open(&fs).unwrap());
+                    let what = format!("{}: call {k} {kind:?}", sc.name);
+                    match r {
+                        Ok(()) => assert!(now == new, "{what}: acknowledged flush not on disk"),
+                        Err(e) => {
+                            let msg = e.to_string();
+                            assert!(
+                                msg.starts_with("cannot ") && msg.contains("os error"),
+                                "{msg}"
+                            );
+                            assert!(now == old || now == new, "{what}: neither old nor new");
+                            // The changes were kept: the next flush commits them.
+                            s.flush().unwrap();
+                            assert!(
+                                contents(&open(&fs).unwrap()) == new,
+                                "{what}: retry lost changes"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Open: every call of a load (read, and moving an unreadable file aside) fails cleanly.
+    for garbage in [false, true] {
+        let (fs0, old) = base(|s| fill(s, 1, 0..4));
+        if garbage {
+            fs0.write_file(PATH, b"\xffnot a cache at all, set aside on open");
+        }
+        let calls = {
+            let fs = fs0.snapshot();
+            fs.reset_calls();
+            open(&fs).unwrap();
+            fs.calls()
+        };
+        for k in 1..=calls {
+            for errno in errnos {
+                injections += 1;
+                let fs = fs0.snapshot();
+                fs.reset_calls();
+                fs.fail_at(k, FailKind::Persistent(errno));
+                match open(&fs) {
+                    Ok(s) => assert!(garbage || contents(&s) == old, "open call {k}"),
+                    Err(e) => assert!(e.to_string().starts_with("cannot read"), "{e}"),
+                }
+                fs.clear_faults();
+                let s = open(&fs).unwrap();
+                assert!(
+                    contents(&s) == if garbage { Map::new() } else { old.clone() },
+                    "open call {k}"
+                );
+            }
+        }
+    }
+    println!("error injections: {injections}");
+    assert!(injections > 100);
+}
