@@ -149,6 +149,8 @@ struct State {
     pending: HashMap<Vec<u8>, Option<Item>>,
     /// `clear` since then: `base` is hidden.
     cleared: bool,
+    /// Counts `clear` calls, so a flush knows whether one came while it was writing.
+    clears: u64,
     disk: Disk,
     stats: Stats,
 }
@@ -360,6 +362,7 @@ impl Store {
         let mut s = self.state.write();
         s.pending.clear();
         s.cleared = true;
+        s.clears += 1;
         Ok(())
     }
 
@@ -440,12 +443,17 @@ impl Store {
             s.disk = loaded.disk;
             s.stats.merges += 1;
         }
-        // Take the changes; puts made while we write go into a fresh pending set.
-        let (inflight, cleared, base, disk) = {
-            let mut s = self.state.write();
-            let inflight = std::mem::take(&mut s.pending);
-            let cleared = std::mem::replace(&mut s.cleared, false);
-            (inflight, cleared, s.base.clone(), s.disk.clone())
+        // Snapshot the changes. They stay in `pending` (so readers see them) until they are on disk;
+        // changes made while we write stay pending for the next flush.
+        let (inflight, cleared, clears, base, disk) = {
+            let s = self.state.read();
+            (
+                s.pending.clone(),
+                s.cleared,
+                s.clears,
+                s.base.clone(),
+                s.disk.clone(),
+            )
         };
         let mut target = if cleared {
             HashMap::new()
@@ -465,6 +473,19 @@ impl Store {
             Ok((new_disk, appended, written)) => {
                 s.base = target;
                 s.disk = new_disk;
+                for (k, v) in inflight {
+                    let unchanged = match (s.pending.get(&k), &v) {
+                        (Some(Some(now)), Some(then)) => now.value.same(&then.value),
+                        (Some(None), None) => true,
+                        _ => false,
+                    };
+                    if unchanged {
+                        s.pending.remove(&k);
+                    }
+                }
+                if s.clears == clears {
+                    s.cleared = false;
+                }
                 s.stats.flushes += 1;
                 s.stats.bytes_written += written;
                 if appended {
@@ -475,14 +496,8 @@ impl Store {
                 Ok(())
             }
             Err(e) => {
-                // Put the changes back under any made meanwhile, and trust nothing about the file:
-                // the next flush reads it again and rewrites it.
-                if !s.cleared {
-                    for (k, v) in inflight {
-                        s.pending.entry(k).or_insert(v);
-                    }
-                    s.cleared = cleared;
-                }
+                // The changes are still pending; trust nothing about the file: the next flush reads
+                // it again and rewrites it.
                 s.disk = Disk {
                     generation: s.disk.generation,
                     ..Disk::default()

@@ -381,3 +381,73 @@ proptest! {
         }
     }
 }
+
+/// A filesystem whose file opens take a while, to widen the window in which a flush is writing.
+struct Slow(SimFs);
+
+impl Fs for Slow {
+    fn read(&self, p: &Path) -> io::Result<Option<(Vec<u8>, FileMeta)>> {
+        self.0.read(p)
+    }
+    fn metadata(&self, p: &Path) -> io::Result<Option<FileMeta>> {
+        self.0.metadata(p)
+    }
+    fn create(&self, p: &Path) -> io::Result<Box<dyn crate::io::FileHandle>> {
+        std::thread::sleep(std::time::Duration::from_micros(300));
+        self.0.create(p)
+    }
+    fn open_existing(&self, p: &Path) -> io::Result<Box<dyn crate::io::FileHandle>> {
+        std::thread::sleep(std::time::Duration::from_micros(300));
+        self.0.open_existing(p)
+    }
+    fn rename(&self, a: &Path, b: &Path) -> io::Result<()> {
+        self.0.rename(a, b)
+    }
+    fn sync_dir(&self, d: &Path) -> io::Result<()> {
+        self.0.sync_dir(d)
+    }
+    fn remove(&self, p: &Path) -> io::Result<()> {
+        self.0.remove(p)
+    }
+    fn lock(&self, p: &Path) -> io::Result<crate::io::ProcessLock> {
+        self.0.lock(p)
+    }
+}
+
+#[test]
+fn a_put_stays_visible_while_another_thread_flushes_it() {
+    let fs = sim();
+    let opts = Options {
+        fs: Arc::new(Slow(fs.clone())),
+        ..Options::default()
+    };
+    let s = Arc::new(Store::open(PATH, opts).unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flusher = {
+        let (s, stop) = (s.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                s.flush().unwrap();
+            }
+        })
+    };
+    // Every key read back must have the value last put, whatever the flusher is doing.
+    let mut last = [None::<u32>; 50];
+    for i in 0..2_000u32 {
+        let slot = (i * 7) as usize % 50;
+        let k = format!("k{slot}");
+        s.put(k.as_bytes(), Value::copy_from(&i.to_le_bytes()))
+            .unwrap();
+        last[slot] = Some(i);
+        for (j, want) in last.iter().enumerate() {
+            let got = s.get(format!("k{j}").as_bytes());
+            assert_eq!(
+                got.as_deref(),
+                want.map(|w| w.to_le_bytes()).as_ref().map(|b| &b[..]),
+                "k{j} after put {i}"
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    flusher.join().unwrap();
+}

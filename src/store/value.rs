@@ -39,6 +39,12 @@ impl Value {
         })
     }
 
+    /// Whether both are the same view of the same memory (the same put), without comparing bytes.
+    pub fn same(&self, other: &Value) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.owner), Arc::as_ptr(&other.owner))
+            && self.range == other.range
+    }
+
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &(*self.owner).as_ref()[self.range.clone()]
