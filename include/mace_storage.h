@@ -15,11 +15,6 @@
 
 
 /*
- Consecutive crashes with a binary in the driver after which the whole cache is set aside.
- */
-#define CRASH_LOOP_LIMIT 3
-
-/*
  Severity of a log message.
  */
 typedef enum MaceStorageLogLevel {
@@ -143,8 +138,8 @@ typedef void (*MaceStorageLogCallback)(enum MaceStorageLogLevel level,
                                        void *user_data);
 
 /*
- How to open a program cache. A zeroed struct (or NULL) means the defaults; fields may be added
- after these four.
+ How to open a program cache. A zeroed struct (or NULL) means the defaults; new options take the
+ place of `reserved`, so the struct keeps its size.
  */
 typedef struct MaceProgramCacheOptions {
   /*
@@ -163,6 +158,10 @@ typedef struct MaceProgramCacheOptions {
    The OpenCL library to load; NULL: MACE's list (libOpenCL.so, then the Android vendor paths).
    */
   const char *opencl_library;
+  /*
+   Zero. Room for options to come without changing the struct's size.
+   */
+  uint64_t reserved[6];
 } MaceProgramCacheOptions;
 
 /*
@@ -215,6 +214,26 @@ typedef struct MaceStorageOptions {
    Non-zero: never write (flush fails with `MACE_STORAGE_READ_ONLY`; nothing is moved aside).
    */
   int32_t read_only;
+  /*
+   Non-zero: the crash-loop guard, for callers that hand cached binaries to a driver right after
+   reading them (the MACE drop-in). Opening evicts the entry a previous process died with while
+   it was marked by `mace_storage_guard_mark` (a mark lasts this many milliseconds), and sets the
+   file aside after 3 such deaths in a row.
+   */
+  uint32_t crash_guard_ms;
+  /*
+   Non-zero: record the OS build (Android `ro.build.fingerprint`, or the environment variable
+   `MACE_STORAGE_OS_BUILD_ID`, which overrides it) and drop every entry when it changed.
+   */
+  int32_t check_os_build;
+  /*
+   Non-zero: do not log what opening found (for a caller that opens the same file again).
+   */
+  int32_t quiet;
+  /*
+   Zero. Room for options to come without changing the struct's size.
+   */
+  uint32_t reserved[7];
 } MaceStorageOptions;
 
 /*
@@ -322,8 +341,6 @@ typedef int32_t (*MaceStorageVisitor)(const uint8_t *key,
                                       const uint8_t *value,
                                       size_t value_len,
                                       void *user_data);
-
-
 
 #ifdef __cplusplus
 extern "C" {
@@ -593,6 +610,19 @@ const char *mace_storage_open_notes(const struct MaceStorage *s);
 enum MaceStorageStatus mace_storage_for_each(const struct MaceStorage *s,
                                              MaceStorageVisitor visit,
                                              void *user_data);
+
+/*
+ Marks the entry `key` of the cache at `path` as being handed to the driver now, for the
+ `crash_guard_ms` the cache was opened with: if the process dies within that time, the next open
+ with the guard evicts the entry. Costs one small write, no fsync. `MACE_STORAGE_NOT_FOUND` if no
+ guarded open of `path` happened in this process.
+
+ # Safety
+ `path` is NULL or NUL-terminated; `key` covers `key_len` bytes.
+ */
+enum MaceStorageStatus mace_storage_guard_mark(const char *path,
+                                               const uint8_t *key,
+                                               size_t key_len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, the Rust tests. Installs missing system packages first.
+# The whole test suite: formatting, lints, the Rust tests, the C/C++ tests (plain and under
+# AddressSanitizer + UBSan). Installs missing system packages first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -9,3 +10,7 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked
+echo "== C/C++ tests (cpp_tests, ctest)"
+scripts/cpp-tests.sh
+echo "== C/C++ tests under AddressSanitizer + UBSan"
+scripts/cpp-tests.sh --sanitize

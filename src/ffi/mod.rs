@@ -223,6 +223,40 @@ pub(crate) unsafe fn c_path(ptr: *const c_char) -> Option<std::path::PathBuf> {
     Some(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(b)))
 }
 
+/// The OS build identity: `MACE_STORAGE_OS_BUILD_ID` if set, else Android's `ro.build.fingerprint`;
+/// `None` elsewhere.
+pub(crate) fn os_build_id() -> Option<String> {
+    if let Ok(v) = std::env::var("MACE_STORAGE_OS_BUILD_ID") {
+        return Some(v);
+    }
+    android_build_fingerprint()
+}
+
+#[cfg(target_os = "android")]
+fn android_build_fingerprint() -> Option<String> {
+    extern "C" {
+        fn __system_property_get(name: *const c_char, value: *mut c_char) -> i32;
+    }
+    // PROP_VALUE_MAX is 92 bytes.
+    let mut buf = [0 as c_char; 92];
+    // SAFETY: a NUL-terminated name and a buffer of PROP_VALUE_MAX bytes, as the API requires.
+    let n = unsafe { __system_property_get(c"ro.build.fingerprint".as_ptr(), buf.as_mut_ptr()) };
+    if n <= 0 {
+        return None;
+    }
+    // SAFETY: the property API NUL-terminates what it wrote into `buf`.
+    Some(
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+#[cfg(not(target_os = "android"))]
+fn android_build_fingerprint() -> Option<String> {
+    None
+}
+
 /// The library version, "MAJOR.MINOR.PATCH" (the header's `MACE_STORAGE_VERSION` must match it).
 #[no_mangle]
 pub extern "C" fn mace_storage_version() -> *const c_char {

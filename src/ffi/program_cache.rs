@@ -15,8 +15,8 @@ pub struct MaceProgramCache {
     cache: ProgramCache,
 }
 
-/// How to open a program cache. A zeroed struct (or NULL) means the defaults; fields may be added
-/// after these four.
+/// How to open a program cache. A zeroed struct (or NULL) means the defaults; new options take the
+/// place of `reserved`, so the struct keeps its size.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct MaceProgramCacheOptions {
@@ -28,6 +28,8 @@ pub struct MaceProgramCacheOptions {
     pub reuse_policy: i32,
     /// The OpenCL library to load; NULL: MACE's list (libOpenCL.so, then the Android vendor paths).
     pub opencl_library: *const c_char,
+    /// Zero. Room for options to come without changing the struct's size.
+    pub reserved: [u64; 6],
 }
 
 /// Counters of a program cache.

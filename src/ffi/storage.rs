@@ -5,9 +5,14 @@ use super::{
     MaceStorageStatus,
 };
 use crate::format::Format;
+use crate::program_cache::{self, Guard};
 use crate::store::{Error, Options, Report, Store, Value};
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use MaceStorageLogLevel::*;
 use MaceStorageStatus::*;
 
@@ -63,6 +68,18 @@ pub struct MaceStorageOptions {
     pub format: i32,
     /// Non-zero: never write (flush fails with `MACE_STORAGE_READ_ONLY`; nothing is moved aside).
     pub read_only: i32,
+    /// Non-zero: the crash-loop guard, for callers that hand cached binaries to a driver right after
+    /// reading them (the MACE drop-in). Opening evicts the entry a previous process died with while
+    /// it was marked by `mace_storage_guard_mark` (a mark lasts this many milliseconds), and sets the
+    /// file aside after 3 such deaths in a row.
+    pub crash_guard_ms: u32,
+    /// Non-zero: record the OS build (Android `ro.build.fingerprint`, or the environment variable
+    /// `MACE_STORAGE_OS_BUILD_ID`, which overrides it) and drop every entry when it changed.
+    pub check_os_build: i32,
+    /// Non-zero: do not log what opening found (for a caller that opens the same file again).
+    pub quiet: i32,
+    /// Zero. Room for options to come without changing the struct's size.
+    pub reserved: [u32; 7],
 }
 
 /// Counters of a store.
@@ -222,9 +239,27 @@ pub unsafe extern "C" fn mace_storage_open(
             read_only: o.read_only != 0,
             ..Options::default()
         };
-        match Store::open(&p, opts) {
+        let opened = if o.crash_guard_ms > 0 && o.read_only == 0 {
+            program_cache::open_guarded(&p, opts).map(|g| {
+                register_guard(&p, g.guard, o.crash_guard_ms);
+                g.store
+            })
+        } else {
+            Store::open(&p, opts)
+        };
+        let opened = opened.and_then(|store| {
+            if o.check_os_build != 0 && o.read_only == 0 {
+                if let Some(id) = super::os_build_id() {
+                    program_cache::check_os_build(&store, &id)?;
+                }
+            }
+            Ok(store)
+        });
+        match opened {
             Ok(store) => {
-                log_report(&p.display().to_string(), store.report());
+                if o.quiet == 0 {
+                    log_report(&p.display().to_string(), store.report());
+                }
                 // SAFETY: as above.
                 unsafe { *out = boxed(store) };
                 MACE_STORAGE_OK
@@ -601,5 +636,48 @@ pub unsafe extern "C" fn mace_storage_for_each(
             }
         }
         MACE_STORAGE_OK
+    })
+}
+
+/// Guards opened with `crash_guard_ms`, by path, for the life of the process (the drop-in closes its
+/// store after each call but marks binaries between calls).
+static GUARDS: Mutex<Option<GuardRegistry>> = Mutex::new(None);
+
+/// Each guarded cache's guard and mark window in milliseconds, by path.
+type GuardRegistry = HashMap<PathBuf, (Arc<Guard>, u32)>;
+
+fn register_guard(path: &Path, guard: Arc<Guard>, ms: u32) {
+    GUARDS
+        .lock()
+        .get_or_insert_with(HashMap::new)
+        .insert(path.to_path_buf(), (guard, ms));
+}
+
+/// Marks the entry `key` of the cache at `path` as being handed to the driver now, for the
+/// `crash_guard_ms` the cache was opened with: if the process dies within that time, the next open
+/// with the guard evicts the entry. Costs one small write, no fsync. `MACE_STORAGE_NOT_FOUND` if no
+/// guarded open of `path` happened in this process.
+///
+/// # Safety
+/// `path` is NULL or NUL-terminated; `key` covers `key_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_guard_mark(
+    path: *const c_char,
+    key: *const u8,
+    key_len: usize,
+) -> MaceStorageStatus {
+    guard(0, || {
+        // SAFETY: per the contract.
+        let (Some(p), Some(k)) = (unsafe { c_path(path) }, unsafe { bytes(key, key_len) }) else {
+            return invalid(0, "path is NULL, or key is NULL with a non-zero length");
+        };
+        let found = GUARDS.lock().as_ref().and_then(|m| m.get(&p).cloned());
+        match found {
+            Some((g, ms)) => {
+                g.mark_for(k, Duration::from_millis(u64::from(ms)));
+                MACE_STORAGE_OK
+            }
+            None => MACE_STORAGE_NOT_FOUND,
+        }
     })
 }

@@ -125,6 +125,19 @@ impl Fs for PosixFs {
     }
 }
 
+/// Whether a process with this id exists (a crashed process's id is free, or reused only rarely).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 sends nothing; kill only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Retries a libc call interrupted by a signal.
 fn retry_eintr(mut f: impl FnMut() -> libc::c_int) -> io::Result<()> {
     loop {

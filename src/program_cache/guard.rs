@@ -6,10 +6,10 @@
 use crate::io::{sibling, FileHandle, Fs};
 use parking_lot::{Condvar, Mutex};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-const MAGIC: &[u8; 8] = b"MSGUARD1";
+const MAGIC: &[u8; 8] = b"MSGUARD2";
 
 /// What the previous process left behind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,6 +18,11 @@ pub struct Recovery {
     pub in_flight: Option<Vec<u8>>,
     /// Consecutive starts that followed such a death (this one included).
     pub unclean_starts: u32,
+}
+
+/// Whether the process that left a mark still runs (this one included).
+fn running(pid: u32) -> bool {
+    pid == std::process::id() || crate::io::posix::process_alive(pid)
 }
 
 struct State {
@@ -32,11 +37,13 @@ pub struct Guard {
     state: Mutex<State>,
 }
 
+/// The side file: magic, consecutive unclean starts, the marking process, the key in flight, CRC.
 fn encode(unclean: u32, key: Option<&[u8]>) -> Vec<u8> {
     let key = key.unwrap_or_default();
-    let mut v = Vec::with_capacity(20 + key.len());
+    let mut v = Vec::with_capacity(24 + key.len());
     v.extend_from_slice(MAGIC);
     v.extend_from_slice(&unclean.to_le_bytes());
+    v.extend_from_slice(&std::process::id().to_le_bytes());
     v.extend_from_slice(&(key.len() as u32).to_le_bytes());
     v.extend_from_slice(key);
     let crc = crc32fast::hash(&v);
@@ -44,29 +51,35 @@ fn encode(unclean: u32, key: Option<&[u8]>) -> Vec<u8> {
     v
 }
 
-fn decode(b: &[u8]) -> Option<(u32, Option<Vec<u8>>)> {
+fn decode(b: &[u8]) -> Option<(u32, u32, Option<Vec<u8>>)> {
     let body = b.get(..b.len().checked_sub(4)?)?;
     let crc = u32::from_le_bytes(b[body.len()..].try_into().ok()?);
-    if !body.starts_with(MAGIC) || crc32fast::hash(body) != crc || body.len() < 16 {
+    if !body.starts_with(MAGIC) || crc32fast::hash(body) != crc || body.len() < 20 {
         return None;
     }
-    let unclean = u32::from_le_bytes(body[8..12].try_into().ok()?);
-    let len = u32::from_le_bytes(body[12..16].try_into().ok()?) as usize;
-    let key = body.get(16..16 + len)?.to_vec();
-    Some((unclean, (!key.is_empty()).then_some(key)))
+    let word = |at: usize| body[at..at + 4].try_into().ok().map(u32::from_le_bytes);
+    let (unclean, pid, len) = (word(8)?, word(12)?, word(16)? as usize);
+    let key = body.get(20..20usize.checked_add(len)?)?.to_vec();
+    Some((unclean, pid, (!key.is_empty()).then_some(key)))
 }
 
 impl Guard {
-    /// Opens the guard of `cache`, reporting what the previous process left, and starts clean.
+    /// Opens the guard of `cache`, reporting what a crashed process left, and starts clean.
     pub fn open(fs: &dyn Fs, cache: &Path) -> (Arc<Guard>, Recovery) {
+        Guard::open_with(fs, cache, running)
+    }
+
+    /// Like [`Guard::open`], with `alive` telling whether the process that left a mark still runs
+    /// (a mark of a running process, this one included, is no crash).
+    pub fn open_with(fs: &dyn Fs, cache: &Path, alive: fn(u32) -> bool) -> (Arc<Guard>, Recovery) {
         let path = sibling(cache, ".inflight");
         let previous = fs.read(&path).ok().flatten().and_then(|(b, _)| decode(&b));
         let recovery = match previous {
-            Some((unclean, Some(key))) => Recovery {
+            Some((unclean, pid, Some(key))) if !alive(pid) => Recovery {
                 in_flight: Some(key),
                 unclean_starts: unclean.saturating_add(1),
             },
-            Some((unclean, None)) => Recovery {
+            Some((unclean, _, _)) => Recovery {
                 in_flight: None,
                 unclean_starts: unclean,
             },
@@ -143,20 +156,25 @@ struct Timer {
 }
 
 fn timer() -> &'static Timer {
-    static TIMER: OnceLock<&'static Timer> = OnceLock::new();
-    TIMER.get_or_init(|| {
-        let t: &'static Timer = Box::leak(Box::new(Timer {
-            due: Mutex::new(Vec::new()),
-            wake: Condvar::new(),
-        }));
-        let spawned = std::thread::Builder::new()
-            .name("mace-storage-guard".into())
-            .spawn(move || t.run());
-        if spawned.is_err() {
-            // No thread: marks then stay until the next mark or clear, which is only more cautious.
+    // Keyed by process id: a forked child has the parent's memory but not its thread.
+    static TIMER: Mutex<Option<(u32, &'static Timer)>> = Mutex::new(None);
+    let mut slot = TIMER.lock();
+    let pid = std::process::id();
+    if let Some((owner, t)) = *slot {
+        if owner == pid {
+            return t;
         }
-        t
-    })
+    }
+    let t: &'static Timer = Box::leak(Box::new(Timer {
+        due: Mutex::new(Vec::new()),
+        wake: Condvar::new(),
+    }));
+    // Without a thread, marks stay until the next mark or clear, which is only more cautious.
+    let _ = std::thread::Builder::new()
+        .name("mace-storage-guard".into())
+        .spawn(move || t.run());
+    *slot = Some((pid, t));
+    t
 }
 
 impl Timer {
@@ -201,6 +219,11 @@ mod tests {
     use super::*;
     use crate::io::sim::SimFs;
 
+    /// Every mark is treated as left by a dead process (they are all this process's here).
+    fn dead(_: u32) -> bool {
+        false
+    }
+
     #[test]
     fn a_death_in_flight_is_reported_and_counted() {
         let fs = SimFs::new();
@@ -208,17 +231,20 @@ mod tests {
         let (g, r) = Guard::open(&fs, cache);
         assert_eq!(r, Recovery::default());
         g.mark(b"prog");
+        // A mark of this (running) process is no crash.
+        assert_eq!(Guard::open(&fs.snapshot(), cache).1, Recovery::default());
         drop(g); // the process dies with "prog" in the driver
-        let (g, r) = Guard::open(&fs, cache);
+        let open_dead = |fs: &SimFs| Guard::open_with(fs, cache, dead);
+        let (g, r) = open_dead(&fs);
         assert_eq!(r.in_flight.as_deref(), Some(&b"prog"[..]));
         assert_eq!(r.unclean_starts, 1);
         g.mark(b"prog2");
-        let (_g, r) = Guard::open(&fs, cache);
+        let (g, r) = open_dead(&fs);
         assert_eq!(r.unclean_starts, 2);
         // A driver that returns ends the loop.
-        _g.mark(b"x");
-        _g.clear(true);
-        let (_, r) = Guard::open(&fs, cache);
+        g.mark(b"x");
+        g.clear(true);
+        let (_, r) = open_dead(&fs);
         assert_eq!(r, Recovery::default());
     }
 
@@ -228,11 +254,11 @@ mod tests {
         let cache = Path::new("w.bin");
         let (g, _) = Guard::open(&fs, cache);
         g.mark_for(b"soon", Duration::from_millis(30));
-        let (g2, r) = Guard::open(&fs.snapshot(), cache);
+        let (g2, r) = Guard::open_with(&fs.snapshot(), cache, dead);
         assert_eq!(r.in_flight.as_deref(), Some(&b"soon"[..]));
         drop(g2);
         std::thread::sleep(Duration::from_millis(300));
-        let (_, r) = Guard::open(&fs, cache);
+        let (_, r) = Guard::open_with(&fs, cache, dead);
         assert_eq!(r, Recovery::default());
         drop(g);
     }

@@ -136,47 +136,22 @@ impl ProgramCache {
     /// Opens the cache at `path`, first undoing what a previous crash left: the binary that was in
     /// the driver is evicted, and after `CRASH_LOOP_LIMIT` such crashes in a row the file is set aside.
     pub fn open(path: impl AsRef<Path>, opts: CacheOptions) -> Result<ProgramCache, store::Error> {
-        let path = path.as_ref();
         let fs: Arc<dyn Fs> = opts.fs.clone().unwrap_or_else(|| Arc::new(PosixFs));
-        let (guard, recovery) = Guard::open(&*fs, path);
-        let counters = Counters::default();
-        if recovery.unclean_starts >= CRASH_LOOP_LIMIT {
-            if let Ok(to) = set_aside(&*fs, path) {
-                crate::ffi::warn(&format!(
-                    "the app died {} times in a row with a cached binary in the OpenCL driver: moved the cache to {} \
-                     so this start builds from source",
-                    recovery.unclean_starts,
-                    to.display()
-                ));
-                bump(&counters.cache_set_aside, 1);
-            }
-            guard.clear(true);
-        }
-        let store = Store::open(
-            path,
+        let g = open_guarded(
+            path.as_ref(),
             Options {
-                fs: fs.clone(),
+                fs,
                 ..Options::default()
             },
         )?;
-        if let (Some(key), 0) = (
-            &recovery.in_flight,
-            counters.cache_set_aside.load(Ordering::Relaxed),
-        ) {
-            if evict(&store, key) {
-                bump(&counters.crash_loop_evictions, 1);
-                crate::ffi::warn(&format!(
-                    "the app died while the OpenCL driver loaded the cached binary {:?}: evicted it, so it is \
-                     rebuilt from source",
-                    String::from_utf8_lossy(key)
-                ));
-            }
-        }
+        let counters = Counters::default();
+        bump(&counters.cache_set_aside, u64::from(g.set_aside.is_some()));
+        bump(&counters.crash_loop_evictions, u64::from(g.evicted));
         Ok(ProgramCache {
-            store,
+            store: g.store,
             opts,
             cl: OnceLock::new(),
-            guard,
+            guard: g.guard,
             checked_devices: Mutex::new(HashSet::new()),
             counters,
         })
@@ -390,6 +365,86 @@ impl Drop for ProgramCache {
         // A clean close is not a crash: nothing is in flight.
         self.guard.clear(false);
     }
+}
+
+/// A store opened behind the crash-loop guard.
+pub struct Guarded {
+    /// The store.
+    pub store: Store,
+    /// The guard, to mark binaries in flight.
+    pub guard: Arc<Guard>,
+    /// Whether the entry a crashed process left in the driver was evicted.
+    pub evicted: bool,
+    /// Where a crash-looping cache was moved.
+    pub set_aside: Option<PathBuf>,
+}
+
+/// Opens `path` after undoing what a crash left: the entry that was in the driver is evicted, and
+/// after `CRASH_LOOP_LIMIT` such crashes in a row the whole file is set aside.
+pub fn open_guarded(path: &Path, opts: Options) -> Result<Guarded, store::Error> {
+    let (guard, recovery) = Guard::open(&*opts.fs, path);
+    let mut set_aside_to = None;
+    if recovery.unclean_starts >= CRASH_LOOP_LIMIT {
+        if let Ok(to) = set_aside(&*opts.fs, path) {
+            crate::ffi::warn(&format!(
+                "the app died {} times in a row with a cached binary in the OpenCL driver: moved the cache to {} \
+                 so this start builds from source",
+                recovery.unclean_starts,
+                to.display()
+            ));
+            set_aside_to = Some(to);
+        }
+        guard.clear(true);
+    }
+    let store = Store::open(path, opts)?;
+    let mut evicted = false;
+    if let (Some(key), None) = (&recovery.in_flight, &set_aside_to) {
+        evicted = evict(&store, key);
+        if evicted {
+            crate::ffi::warn(&format!(
+                "the app died while the OpenCL driver loaded the cached binary {:?}: evicted it, so it is rebuilt \
+                 from source",
+                String::from_utf8_lossy(key)
+            ));
+        }
+    }
+    Ok(Guarded {
+        store,
+        guard,
+        evicted,
+        set_aside: set_aside_to,
+    })
+}
+
+/// The key recording the OS build the cached binaries were built under.
+pub const OS_BUILD_KEY: &[u8] = b"mace_storage_os_build_id";
+
+/// Drops every entry if the OS build recorded in `store` differs from `current` (an OTA may have
+/// changed the driver), and records `current`; returns how many entries were dropped.
+pub fn check_os_build(store: &Store, current: &str) -> Result<u64, store::Error> {
+    let recorded = store.get(OS_BUILD_KEY);
+    if recorded.as_deref() == Some(current.as_bytes()) {
+        return Ok(0);
+    }
+    let mut dropped = 0;
+    if let Some(old) = recorded {
+        dropped = store.len() as u64 - 1;
+        store.clear()?;
+        crate::ffi::warn(&format!(
+            "the OS build changed ({:?} -> {current:?}): dropped {dropped} cached entries of {}, which are \
+             rebuilt from source",
+            String::from_utf8_lossy(&old),
+            store.path().display()
+        ));
+    }
+    store.put(OS_BUILD_KEY, Value::copy_from(current.as_bytes()))?;
+    // Recorded now, so an update before the app's first flush is still seen.
+    if let Err(e) = store.flush() {
+        crate::ffi::warn(&format!(
+            "{e}: the OS build could not be recorded yet; the next flush records it"
+        ));
+    }
+    Ok(dropped)
 }
 
 /// Removes a program binary (and its source hash) and commits the removal; true if it was there.

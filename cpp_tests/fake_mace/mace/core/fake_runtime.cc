@@ -1,0 +1,7 @@
+#include "mace/core/fake_runtime.h"
+
+namespace mace {
+
+int FakeCoreMarker() { return 42; }
+
+}  // namespace mace

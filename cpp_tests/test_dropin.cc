@@ -1,0 +1,558 @@
+// The MACE drop-in (src/cpp/mace_kv_storage.cc), compiled with MACE's flags against the MACE
+// interface header, driven through MACE's call sequence. Built three times: for MACE 1.1 (the
+// default), for MACE 1.0 (MACE_STORAGE_MACE_1_0) and with MACE_STORAGE_STRICT_FLUSH; each checks
+// its files with a stock reader of its MACE version.
+#include "mace/core/kv_storage.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mace_storage.h"
+#include "mace_storage_dropin.h"
+#include "support/test_support.h"
+
+namespace {
+
+using test::B;
+using test::Bytes;
+using test::Entries;
+
+#ifdef MACE_STORAGE_MACE_1_0
+const char kGolden[] = "mace-1.0-cache.bin";
+const int32_t kWrittenFormat = MACE_STORAGE_FORMAT_CHECKED_1_0;
+test::StockView Stock(const Bytes &file) { return test::StockRead10(file); }
+#else
+const char kGolden[] = "mace-1.1-cache.bin";
+const int32_t kWrittenFormat = MACE_STORAGE_FORMAT_CHECKED_1_1;
+test::StockView Stock(const Bytes &file) { return test::StockRead11(file); }
+#endif
+
+#ifdef MACE_STORAGE_STRICT_FLUSH
+const int kFailedFlush = -1;
+const char kFailedFlushSays[] = "returned -1 as MACE_STORAGE_STRICT_FLUSH asks";
+#else
+const int kFailedFlush = 0;
+const char kFailedFlushSays[] = "returned success so MACE keeps running";
+#endif
+
+const char kCacheName[] = "mace_cl_compiled_program.bin";
+const char kPlatformKey[] = "mace_opencl_precompiled_platform_info_key";
+const char kDeviceKey[] = "mace_opencl_precompiled_device_name_key";
+const char kHashPrefix[] = "program_hash_ ";
+const char kKnownProgram[] =
+    "conv_2d_1x1 -DBIAS -DCMD_DATA_TYPE=f -DDATA_TYPE=float -Dconv_2d_1x1=conv_2d_1x1";
+const char kNewProgram[] = "pooling -DCMD_DATA_TYPE=f -DDATA_TYPE=float -Dpooling=pooling";
+
+// A store for dir/mace_cl_compiled_program.bin, made the way MACE makes it.
+std::shared_ptr<mace::KVStorage> CacheIn(const test::TempDir &dir) {
+  mace::FileStorageFactory factory(dir.path());
+  return factory.CreateStorage(kCacheName);
+}
+
+// The golden file's entries, as the stock reader of this MACE version sees them.
+Entries GoldenEntries() { return Stock(test::ReadFile(test::GoldenPath(kGolden))).entries; }
+
+// The entries the stock MACE of this version would load from path; a failure if it would not.
+Entries StockEntries(const std::string &path) {
+  test::StockView view = Stock(test::ReadFile(path));
+  EXPECT_TRUE(view.loads) << path << ": " << view.why;
+  EXPECT_EQ(0, view.duplicates) << path;
+  return view.entries;
+}
+
+// The format the library detects in the file at path.
+int32_t FormatOf(const std::string &path) {
+  MaceStorageOptions options = MaceStorageOptions();
+  options.read_only = 1;
+  MaceStorage *s = nullptr;
+  if (mace_storage_open(path.c_str(), &options, &s) != MACE_STORAGE_OK) return -1;
+  MaceStorageOpenReport report = MaceStorageOpenReport();
+  mace_storage_open_report(s, &report);
+  mace_storage_close(s);
+  return report.format;
+}
+
+// Of the candidates, those Find returns; fails on any value that differs from the candidate's.
+Entries FoundEntries(mace::KVStorage *cache, const Entries &candidates) {
+  Entries found;
+  for (Entries::const_iterator it = candidates.begin(); it != candidates.end(); ++it) {
+    const std::vector<unsigned char> *v = cache->Find(it->first);
+    if (v == nullptr) continue;
+    EXPECT_EQ(it->second, *v) << "a value that is not the one written: " << it->first;
+    found[it->first] = *v;
+  }
+  return found;
+}
+
+TEST(DropIn, LoadGivesExactlyTheManifestEntries) {
+  test::TempDir dir;
+  ASSERT_TRUE(test::CopyGolden(kGolden, dir.Path(kCacheName)));
+  std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+  ASSERT_EQ(0, cache->Load());
+  std::vector<test::ManifestEntry> manifest = test::Manifest(kGolden);
+  ASSERT_EQ(11u, manifest.size());
+  for (size_t i = 0; i < manifest.size(); ++i) {
+    const std::vector<unsigned char> *v = cache->Find(manifest[i].key);
+    ASSERT_NE(nullptr, v) << manifest[i].key;
+    EXPECT_EQ(manifest[i].value_len, v->size()) << manifest[i].key;
+    EXPECT_EQ(manifest[i].value_crc, test::Crc32(*v)) << manifest[i].key;
+  }
+  EXPECT_EQ(nullptr, cache->Find("absent"));
+  EXPECT_EQ(nullptr, cache->Find(std::string("key")));  // not "key\0with_nul_inside" cut short
+  EXPECT_EQ(manifest.size(), GoldenEntries().size());
+  EXPECT_EQ(0, cache->Load());
+  // Nothing changed: Flush writes nothing and the stock file stays as MACE wrote it.
+  EXPECT_EQ(0, cache->Flush());
+  EXPECT_EQ(test::ReadFile(test::GoldenPath(kGolden)), test::ReadFile(dir.Path(kCacheName)));
+}
+
+TEST(DropIn, MaceCallSequenceLeavesAFileStockMaceReads) {
+  test::TempDir dir;
+  const std::string path = dir.Path(kCacheName);
+  ASSERT_TRUE(test::CopyGolden(kGolden, path));
+  Entries expected = GoldenEntries();
+  const Bytes platform = expected[kPlatformKey], device = expected[kDeviceKey];
+  const Bytes binary = test::ReadFile(test::GoldenPath("pocl-program-a.bin"));
+  ASSERT_FALSE(binary.empty());
+  {
+    // 1. Load; the platform and device match the running GPU: no Clear.
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    ASSERT_EQ(0, cache->Load());
+    ASSERT_NE(nullptr, cache->Find(kPlatformKey));
+    ASSERT_NE(nullptr, cache->Find(kDeviceKey));
+    EXPECT_EQ(platform, *cache->Find(kPlatformKey));
+    // 3. A cached program is found with its hash; a new one is not.
+    const std::vector<unsigned char> *known = cache->Find(kKnownProgram);
+    ASSERT_NE(nullptr, known);
+    EXPECT_EQ(48677u, known->size());
+    EXPECT_NE(nullptr, cache->Find(std::string(kHashPrefix) + kKnownProgram));
+    EXPECT_EQ(nullptr, cache->Find(std::string(kHashPrefix) + kNewProgram));
+    EXPECT_EQ(nullptr, cache->Find(kNewProgram));
+    // 4. Insert device name, binaries, hashes, platform info; Flush.
+    EXPECT_TRUE(cache->Insert(kDeviceKey, device));
+    EXPECT_TRUE(cache->Insert(kNewProgram, binary));
+    EXPECT_TRUE(cache->Insert(std::string(kHashPrefix) + kNewProgram, B("0a1b2c3d4e5f60718293")));
+    EXPECT_TRUE(cache->Insert(kPlatformKey, platform));
+    EXPECT_EQ(0, cache->Flush());
+    // The pointer Find gave is still the cached program after the inserts and the flush.
+    EXPECT_EQ(48677u, known->size());
+  }
+  expected[kNewProgram] = binary;
+  expected[std::string(kHashPrefix) + kNewProgram] = B("0a1b2c3d4e5f60718293");
+  EXPECT_EQ(expected, StockEntries(path));
+  EXPECT_EQ(kWrittenFormat, FormatOf(path));
+
+  // The next run inserts the same values again: nothing to write.
+  const Bytes written = test::ReadFile(path);
+  {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    ASSERT_EQ(0, cache->Load());
+    ASSERT_NE(nullptr, cache->Find(kNewProgram));
+    EXPECT_EQ(binary, *cache->Find(kNewProgram));
+    EXPECT_TRUE(cache->Insert(kDeviceKey, device));
+    EXPECT_TRUE(cache->Insert(kPlatformKey, platform));
+    EXPECT_EQ(0, cache->Flush());
+  }
+  EXPECT_EQ(written, test::ReadFile(path));
+
+  // A run that builds one more program.
+  const Bytes binary_b = test::ReadFile(test::GoldenPath("pocl-program-b.bin"));
+  {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    ASSERT_EQ(0, cache->Load());
+    EXPECT_TRUE(cache->Insert("another_program -DX=2", binary_b));
+    EXPECT_TRUE(cache->Insert(kPlatformKey, platform));
+    EXPECT_EQ(0, cache->Flush());
+  }
+  expected["another_program -DX=2"] = binary_b;
+  EXPECT_EQ(expected, StockEntries(path));
+#ifndef MACE_STORAGE_MACE_1_0
+  // Only new keys: appended, the file before its old trailer untouched.
+  const Bytes appended = test::ReadFile(path);
+  ASSERT_GT(appended.size(), written.size());
+  EXPECT_LT(appended.size() - written.size(), binary_b.size() + 1024);
+  EXPECT_TRUE(std::equal(written.begin(), written.end() - 4, appended.begin()));
+#endif
+}
+
+TEST(DropIn, PlatformMismatchClearsTheCache) {
+  test::TempDir dir;
+  const std::string path = dir.Path(kCacheName);
+  ASSERT_TRUE(test::CopyGolden(kGolden, path));
+  std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+  ASSERT_EQ(0, cache->Load());
+  const Bytes running = B("Portable Computing Language, FULL_PROFILE, OpenCL 3.0 PoCL, 1.1.1");
+  ASSERT_NE(nullptr, cache->Find(kPlatformKey));
+  ASSERT_NE(running, *cache->Find(kPlatformKey));
+  EXPECT_TRUE(cache->Clear());
+  EXPECT_EQ(nullptr, cache->Find(kPlatformKey));
+  EXPECT_EQ(nullptr, cache->Find(kKnownProgram));
+  EXPECT_TRUE(cache->Insert(kDeviceKey, B("pthread-cpu")));
+  EXPECT_TRUE(cache->Insert(kNewProgram, B("fresh binary")));
+  EXPECT_TRUE(cache->Insert(kPlatformKey, running));
+  EXPECT_EQ(0, cache->Flush());
+  Entries expected;
+  expected[kDeviceKey] = B("pthread-cpu");
+  expected[kNewProgram] = B("fresh binary");
+  expected[kPlatformKey] = running;
+  EXPECT_EQ(expected, StockEntries(path));
+}
+
+TEST(DropIn, FirstStartLogsInfoAndCreatesTheFile) {
+  test::TempDir dir;
+  test::LogCapture log;
+  std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+  ASSERT_EQ(0, cache->Load());
+  EXPECT_EQ(1, log.Count(MACE_STORAGE_LOG_INFO, dir.Path(kCacheName))) << log.All();
+  EXPECT_EQ(0, log.Count(MACE_STORAGE_LOG_WARNING)) << log.All();
+  EXPECT_EQ(nullptr, cache->Find(kPlatformKey));
+  EXPECT_EQ(0, cache->Flush());
+  EXPECT_FALSE(test::Exists(dir.Path(kCacheName)));  // nothing inserted, nothing written
+  EXPECT_TRUE(cache->Insert(kPlatformKey, B("platform")));
+  EXPECT_TRUE(cache->Insert(kNewProgram, Bytes()));
+  EXPECT_EQ(0, cache->Flush());
+  Entries expected;
+  expected[kPlatformKey] = B("platform");
+  expected[kNewProgram] = Bytes();
+  EXPECT_EQ(expected, StockEntries(dir.Path(kCacheName)));
+}
+
+// A damaged cache file: Load keeps what verified (never a wrong value), and the flush after the
+// run leaves a file stock MACE reads.
+void CheckDamagedFile(const Bytes &content, bool expect_warning) {
+  test::TempDir dir;
+  const std::string path = dir.Path(kCacheName);
+  ASSERT_TRUE(test::WriteFile(path, content));
+  test::LogCapture log;
+  std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+  ASSERT_EQ(0, cache->Load());
+  if (expect_warning) {
+    EXPECT_GE(log.Count(MACE_STORAGE_LOG_WARNING, path), 1) << log.All();
+  }
+  Entries expected = FoundEntries(cache.get(), GoldenEntries());
+  EXPECT_TRUE(cache->Insert(kNewProgram, B("rebuilt binary")));
+  EXPECT_TRUE(cache->Insert(kPlatformKey, B("platform")));
+  EXPECT_EQ(0, cache->Flush());
+  expected[kNewProgram] = B("rebuilt binary");
+  expected[kPlatformKey] = B("platform");
+  EXPECT_EQ(expected, StockEntries(path));
+}
+
+TEST(DropIn, ZeroByteFile) { CheckDamagedFile(Bytes(), false); }
+
+TEST(DropIn, GarbageFile) {
+  Bytes garbage;
+  for (int i = 0; i < 70000; ++i) garbage.push_back(static_cast<unsigned char>((i * 2654435761u) >> 13));
+  CheckDamagedFile(garbage, true);
+}
+
+TEST(DropIn, GoldenFileCutInHalf) {
+  Bytes cut = test::ReadFile(test::GoldenPath(kGolden));
+  ASSERT_FALSE(cut.empty());
+  cut.resize(cut.size() / 2);
+  CheckDamagedFile(cut, true);
+}
+
+TEST(DropIn, GoldenFileLosingItsLastBytes) {
+  Bytes cut = test::ReadFile(test::GoldenPath(kGolden));
+  ASSERT_GT(cut.size(), 10u);
+  cut.resize(cut.size() - 10);
+  CheckDamagedFile(cut, true);
+}
+
+#ifndef MACE_STORAGE_MACE_1_0
+// (Format A has no checksum: a flipped value byte in a stock MACE 1.0 file cannot be detected.)
+TEST(DropIn, GoldenFileWithAFlippedByte) {
+  Bytes flipped = test::ReadFile(test::GoldenPath(kGolden));
+  ASSERT_GT(flipped.size(), 2000u);
+  flipped[flipped.size() - 1000] ^= 0x40;
+  CheckDamagedFile(flipped, true);
+}
+#endif
+
+TEST(DropIn, GoldenFileWithAHugeLengthField) {
+  Bytes bad = test::ReadFile(test::GoldenPath(kGolden));
+  ASSERT_GT(bad.size(), 12u);
+#ifdef MACE_STORAGE_MACE_1_0
+  bad[11] ^= 0x40;  // the high byte of the first key_len
+#else
+  // The first pair's length varint becomes 2^32 - 1.
+  const unsigned char huge[] = {0xFF, 0xFF, 0xFF, 0xFF, 0x0F};
+  std::copy(huge, huge + 5, bad.begin() + 1);
+#endif
+  CheckDamagedFile(bad, true);
+}
+
+// A cache file that cannot be read or written: no abort, Load -1, Flush as the policy says.
+void CheckUnusablePath(const std::string &path) {
+  test::LogCapture log;
+  const uint64_t failures = mace_storage_dropin_flush_failures();
+  mace::FileStorage cache(path);
+  EXPECT_EQ(-1, cache.Load());
+  EXPECT_GE(log.Count(MACE_STORAGE_LOG_WARNING, "Load returned -1"), 1) << log.All();
+  EXPECT_EQ(nullptr, cache.Find(kPlatformKey));
+  EXPECT_TRUE(cache.Insert(kPlatformKey, B("platform")));
+  EXPECT_EQ(kFailedFlush, cache.Flush());
+  EXPECT_EQ(kFailedFlush, cache.Flush());
+  EXPECT_EQ(failures + 2, mace_storage_dropin_flush_failures());
+  EXPECT_EQ(2, log.Count(MACE_STORAGE_LOG_WARNING, kFailedFlushSays)) << log.All();
+  ASSERT_NE(nullptr, cache.Find(kPlatformKey));
+  EXPECT_EQ(B("platform"), *cache.Find(kPlatformKey));
+}
+
+TEST(DropIn, CacheFileThatIsADirectory) {
+  test::TempDir dir;
+  ASSERT_EQ(0, mkdir(dir.Path(kCacheName).c_str(), 0700));
+  CheckUnusablePath(dir.Path(kCacheName));
+}
+
+TEST(DropIn, CacheFileUnderARegularFile) {
+  test::TempDir dir;
+  ASSERT_TRUE(test::WriteFile(dir.Path("file"), B("x")));
+  CheckUnusablePath(dir.Path("file") + "/" + kCacheName);
+}
+
+TEST(DropIn, MissingDirectoryFlushFailsThenRetries) {
+  test::TempDir dir;
+  const std::string sub = dir.Path("not_yet");
+  test::LogCapture log;
+  const uint64_t failures = mace_storage_dropin_flush_failures();
+  mace::FileStorageFactory factory(sub);
+  std::shared_ptr<mace::KVStorage> cache = factory.CreateStorage(kCacheName);
+  ASSERT_EQ(0, cache->Load());
+  EXPECT_TRUE(cache->Insert(kPlatformKey, B("platform")));
+  EXPECT_EQ(kFailedFlush, cache->Flush());
+  EXPECT_EQ(failures + 1, mace_storage_dropin_flush_failures());
+  EXPECT_EQ(1, log.Count(MACE_STORAGE_LOG_WARNING, kFailedFlushSays)) << log.All();
+  EXPECT_EQ(1, log.Count(MACE_STORAGE_LOG_WARNING, "retried at the next flush")) << log.All();
+  // The cache stayed in memory: the next flush, once the directory exists, writes it.
+  ASSERT_EQ(0, mkdir(sub.c_str(), 0700));
+  EXPECT_EQ(0, cache->Flush());
+  EXPECT_EQ(failures + 1, mace_storage_dropin_flush_failures());
+  Entries expected;
+  expected[kPlatformKey] = B("platform");
+  EXPECT_EQ(expected, StockEntries(sub + "/" + kCacheName));
+}
+
+TEST(DropIn, ReadOnlyDirectory) {
+  if (geteuid() == 0) GTEST_SKIP() << "permission bits do not stop root";
+  test::TempDir dir;
+  const std::string sub = dir.Path("read_only");
+  ASSERT_EQ(0, mkdir(sub.c_str(), 0500));
+  const uint64_t failures = mace_storage_dropin_flush_failures();
+  mace::FileStorage cache(sub + "/" + kCacheName);
+  EXPECT_EQ(0, cache.Load());
+  EXPECT_TRUE(cache.Insert(kPlatformKey, B("platform")));
+  EXPECT_EQ(kFailedFlush, cache.Flush());
+  EXPECT_EQ(failures + 1, mace_storage_dropin_flush_failures());
+  chmod(sub.c_str(), 0700);
+}
+
+TEST(DropIn, ByteStreamOverTheGoldenFile) {
+  Bytes golden = test::ReadFile(test::GoldenPath(kGolden));
+  ASSERT_FALSE(golden.empty());
+  mace::ReadOnlyByteStreamStorage storage(&golden[0], golden.size());
+  // The entries are copied: the bytes may go away.
+  Bytes().swap(golden);
+  EXPECT_EQ(0, storage.Load());
+  std::vector<test::ManifestEntry> manifest = test::Manifest(kGolden);
+  ASSERT_EQ(11u, manifest.size());
+  for (size_t i = 0; i < manifest.size(); ++i) {
+    const std::vector<unsigned char> *v = storage.Find(manifest[i].key);
+    ASSERT_NE(nullptr, v) << manifest[i].key;
+    EXPECT_EQ(manifest[i].value_crc, test::Crc32(*v));
+  }
+  test::LogCapture log;
+  EXPECT_FALSE(storage.Clear());
+  EXPECT_FALSE(storage.Insert(kPlatformKey, B("x")));
+  EXPECT_EQ(2, log.Count(MACE_STORAGE_LOG_WARNING, "ignored")) << log.All();
+  EXPECT_EQ(0, storage.Flush());
+  ASSERT_NE(nullptr, storage.Find(kPlatformKey));
+  EXPECT_EQ(162u, storage.Find(kPlatformKey)->size());
+}
+
+TEST(DropIn, ByteStreamOverGarbageIsEmpty) {
+  test::LogCapture log;
+  Bytes garbage = B("\x7f" "ELF not a cache at all, only some bytes that look like nothing");
+  mace::ReadOnlyByteStreamStorage storage(&garbage[0], garbage.size());
+  EXPECT_GE(log.Count(MACE_STORAGE_LOG_WARNING, "not a cache"), 1) << log.All();
+  EXPECT_EQ(0, storage.Load());
+  EXPECT_EQ(nullptr, storage.Find(kPlatformKey));
+  EXPECT_EQ(0, storage.Flush());
+  mace::ReadOnlyByteStreamStorage none(nullptr, 0);
+  EXPECT_EQ(nullptr, none.Find(kPlatformKey));
+  mace::ReadOnlyByteStreamStorage null_with_size(nullptr, 100);
+  EXPECT_EQ(nullptr, null_with_size.Find(kPlatformKey));
+}
+
+TEST(DropIn, ByteStreamOverACutFileKeepsOnlyVerifiedValues) {
+  Bytes cut = test::ReadFile(test::GoldenPath(kGolden));
+  cut.resize(cut.size() - 10);
+  mace::ReadOnlyByteStreamStorage storage(&cut[0], cut.size());
+  Entries found = FoundEntries(&storage, GoldenEntries());
+  EXPECT_LT(found.size(), GoldenEntries().size());
+}
+
+TEST(DropIn, FactoryMakesOneFilePerName) {
+  test::TempDir dir;
+  mace::FileStorageFactory factory(dir.path());
+  std::shared_ptr<mace::KVStorage> a = factory.CreateStorage("a.bin");
+  std::shared_ptr<mace::KVStorage> b = factory.CreateStorage("b.bin");
+  ASSERT_EQ(0, a->Load());
+  ASSERT_EQ(0, b->Load());
+  EXPECT_TRUE(a->Insert("k", B("a")));
+  EXPECT_TRUE(b->Insert("k", B("b")));
+  EXPECT_EQ(0, a->Flush());
+  EXPECT_EQ(0, b->Flush());
+  EXPECT_EQ(B("a"), StockEntries(dir.Path("a.bin"))["k"]);
+  EXPECT_EQ(B("b"), StockEntries(dir.Path("b.bin"))["k"]);
+}
+
+TEST(DropIn, ThreadsFindInsertFlushOnOneStorage) {
+  test::TempDir dir;
+  const std::string path = dir.Path(kCacheName);
+  ASSERT_TRUE(test::CopyGolden(kGolden, path));
+  Entries expected = GoldenEntries();
+  mace::FileStorage cache(path);
+  ASSERT_EQ(0, cache.Load());
+  const int kWriters = 2, kKeys = 40;
+  std::vector<int> failures(kWriters + 2, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kWriters; ++t) {
+    threads.push_back(std::thread([&, t] {
+      for (int i = 0; i < kKeys; ++i) {
+        std::string key = "program_" + std::to_string(t) + "_" + std::to_string(i);
+        if (!cache.Insert(key, B(key + " binary"))) ++failures[t];
+        if (i % 8 == 0 && cache.Flush() != 0) ++failures[t];
+      }
+    }));
+  }
+  threads.push_back(std::thread([&] {
+    for (int i = 0; i < 200; ++i) {
+      const std::vector<unsigned char> *v = cache.Find(kPlatformKey);
+      if (v == nullptr || *v != expected[kPlatformKey]) ++failures[kWriters];
+    }
+  }));
+  threads.push_back(std::thread([&] {
+    for (int i = 0; i < 5; ++i) {
+      if (cache.Flush() != 0) ++failures[kWriters + 1];
+    }
+  }));
+  for (size_t t = 0; t < threads.size(); ++t) threads[t].join();
+  for (size_t t = 0; t < failures.size(); ++t) EXPECT_EQ(0, failures[t]) << "thread " << t;
+  EXPECT_EQ(0, cache.Flush());
+  for (int t = 0; t < kWriters; ++t) {
+    for (int i = 0; i < kKeys; ++i) {
+      std::string key = "program_" + std::to_string(t) + "_" + std::to_string(i);
+      expected[key] = B(key + " binary");
+    }
+  }
+  EXPECT_EQ(expected, StockEntries(path));
+  mace::FileStorage reloaded(path);
+  ASSERT_EQ(0, reloaded.Load());
+  EXPECT_EQ(expected, FoundEntries(&reloaded, expected));
+}
+
+// Runs body in a child process that then dies by SIGKILL, as an app killed by a driver crash or by
+// the system; returns once it is dead.
+template <typename F>
+void DieInChild(F body) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    body();
+    kill(getpid(), SIGKILL);
+    _exit(3);
+  }
+  int status = 0;
+  ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  ASSERT_TRUE(WIFSIGNALED(status));
+}
+
+// A cache with the golden file's entries, in dir.
+void PutGolden(const test::TempDir &dir) {
+  test::WriteFile(dir.path() + "/" + kCacheName, test::ReadFile(test::GoldenPath(kGolden)));
+}
+
+TEST(DropIn, DeathRightAfterFindLosesOnlyThatProgram) {
+  test::TempDir dir;
+  PutGolden(dir);
+  DieInChild([&] {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    cache->Load();
+    cache->Find(kPlatformKey);
+    cache->Find(kKnownProgram);  // the driver "crashes" on it
+  });
+  std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+  ASSERT_EQ(0, cache->Load());
+  EXPECT_EQ(nullptr, cache->Find(kKnownProgram));
+  Entries golden = GoldenEntries();
+  size_t kept = 0;
+  for (Entries::const_iterator it = golden.begin(); it != golden.end(); ++it) {
+    if (it->first != kKnownProgram && it->first != std::string(kHashPrefix) + kKnownProgram) {
+      const std::vector<unsigned char> *v = cache->Find(it->first);
+      ASSERT_NE(nullptr, v) << it->first;
+      EXPECT_TRUE(*v == it->second) << it->first;
+      ++kept;
+    }
+  }
+  EXPECT_EQ(golden.size() - 2, kept);
+}
+
+TEST(DropIn, KillLongAfterTheLastFindLosesNothing) {
+  test::TempDir dir;
+  PutGolden(dir);
+  DieInChild([&] {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    cache->Load();
+    cache->Find(kKnownProgram);
+    sleep(5);  // the app runs on, then is killed in the background
+  });
+  std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+  ASSERT_EQ(0, cache->Load());
+  Entries golden = GoldenEntries();
+  for (Entries::const_iterator it = golden.begin(); it != golden.end(); ++it) {
+    EXPECT_NE(nullptr, cache->Find(it->first)) << it->first;
+  }
+}
+
+TEST(DropIn, OsBuildChangeDropsTheProgramsAndTheSameBuildKeepsThem) {
+  test::TempDir dir;
+  PutGolden(dir);
+  ASSERT_EQ(0, setenv("MACE_STORAGE_OS_BUILD_ID", "vendor/device:13/TQ1A.221205.011", 1));
+  {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    ASSERT_EQ(0, cache->Load());  // first start with an OS id: recorded, nothing dropped
+    EXPECT_NE(nullptr, cache->Find(kKnownProgram));
+    ASSERT_TRUE(cache->Insert(kNewProgram, B("new binary")));
+    ASSERT_EQ(0, cache->Flush());
+  }
+  {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    ASSERT_EQ(0, cache->Load());  // same build: everything kept
+    EXPECT_NE(nullptr, cache->Find(kKnownProgram));
+    EXPECT_NE(nullptr, cache->Find(kNewProgram));
+  }
+  ASSERT_EQ(0, setenv("MACE_STORAGE_OS_BUILD_ID", "vendor/device:14/UP1A.231005.007", 1));
+  {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    ASSERT_EQ(0, cache->Load());  // after the OTA: no binary survives
+    EXPECT_EQ(nullptr, cache->Find(kKnownProgram));
+    EXPECT_EQ(nullptr, cache->Find(kNewProgram));
+    EXPECT_EQ(nullptr, cache->Find(kPlatformKey));
+  }
+  ASSERT_EQ(0, unsetenv("MACE_STORAGE_OS_BUILD_ID"));
+}
+
+}  // namespace
