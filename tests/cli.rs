@@ -305,6 +305,8 @@ fn inspect_text_lists_every_entry() {
     assert!(first.contains("11 entries"), "{first}");
     // The key with a NUL inside is shown escaped; its CRC is printed.
     assert!(text.contains("key\\x00with_nul_inside"), "{text}");
+    // A key that is valid UTF-8 is shown as text.
+    assert!(text.contains("\"unicode_中文_kernel -DX=1\""), "{text}");
     assert!(text.contains("43546901"), "{text}");
     assert!(text.contains("intact"), "{text}");
     for (key_hex, len, crc) in manifest_rows("mace-1.1-cache.bin") {

@@ -278,9 +278,17 @@ pub(super) fn decode11(bytes: &[u8]) -> Decoded {
         damage.entries_dropped += want.saturating_sub(per_seq.get(&seq).copied().unwrap_or(0));
     }
     if damaged_regions > 0 {
+        let n = damage.entries_dropped;
         damage.note(format!(
-            "{damaged_regions} damaged region(s) skipped; {} entries failed their checksum or were cut off",
-            damage.entries_dropped
+            "skipped {damaged_regions} damaged {}; {n} {} failed {} checksum or {} cut off",
+            if damaged_regions == 1 {
+                "region"
+            } else {
+                "regions"
+            },
+            if n == 1 { "entry" } else { "entries" },
+            if n == 1 { "its" } else { "their" },
+            if n == 1 { "was" } else { "were" },
         ));
     }
     if uncommitted > 0 {

@@ -1,0 +1,1194 @@
+//! Integration tests of the `mace-cache` workflow commands: merge, export-c, repair, tuned-parameter
+//! files, demo, and the text display of keys.
+
+use mace_storage::format::{self, EntryIn, Format, ValueKind, WriteParams, PLATFORM_INFO_KEY};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_mace-cache");
+
+/// The read-only folder of files written by MACE.
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/golden")
+}
+
+/// The bytes of a golden file.
+fn golden(name: &str) -> Vec<u8> {
+    std::fs::read(golden_dir().join(name)).unwrap_or_else(|e| panic!("read golden {name}: {e}"))
+}
+
+/// A fresh directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates a directory with a name unique to this process and call.
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "mace-cache-workflow-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    /// A path inside the directory.
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `bytes` to `name` inside the directory and returns its path.
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).expect("write temp file");
+        p
+    }
+
+    /// Copies a golden file into the directory (writable) and returns the copy's path.
+    fn copy_golden(&self, name: &str) -> PathBuf {
+        self.write(name, &golden(name))
+    }
+}
+
+impl Drop for TempDir {
+    /// Removes the directory and everything in it.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the binary with `args`.
+fn run<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run mace-cache")
+}
+
+/// The exit code of a finished run (a signal is a failure).
+fn code(out: &Output) -> i32 {
+    out.status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal: {out:?}"))
+}
+
+/// Stdout as text.
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+/// Stderr as text.
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Parses stdout as exactly one JSON object on one line.
+fn json_of(out: &Output) -> Value {
+    let text = stdout(out);
+    let v: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}): {text:?}"));
+    assert!(v.is_object(), "not an object: {text}");
+    assert_eq!(text.trim_end().lines().count(), 1, "one line: {text:?}");
+    v
+}
+
+/// Asserts a run failed with exit 2, exactly one `mace-cache: ` line on stderr, nothing on stdout.
+fn assert_fails_cleanly(out: &Output, what: &str) {
+    let err = stderr(out);
+    assert_eq!(code(out), 2, "{what}: exit code; stderr {err:?}");
+    assert_eq!(err.lines().count(), 1, "{what}: one stderr line: {err:?}");
+    assert!(err.starts_with("mace-cache: "), "{what}: prefix: {err:?}");
+    assert!(!err.contains("panicked"), "{what}: panic: {err:?}");
+    assert!(out.stdout.is_empty(), "{what}: stdout {:?}", stdout(out));
+}
+
+/// Finds `needle` in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Decodes lowercase hex.
+fn unhex(h: &str) -> Vec<u8> {
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// The golden manifest's (key, value length, value CRC-32) for a cache file, by key.
+fn manifest_cache(name: &str) -> BTreeMap<Vec<u8>, (usize, u32)> {
+    let m: Value = serde_json::from_slice(&golden("manifest.json")).expect("manifest is JSON");
+    m[name]["entries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("manifest has no entries for {name}"))
+        .iter()
+        .map(|e| {
+            let crc =
+                u32::from_str_radix(e["value_crc32"].as_str().expect("crc"), 16).expect("hex");
+            (
+                unhex(e["key_hex"].as_str().expect("key_hex")),
+                (e["value_len"].as_u64().expect("len") as usize, crc),
+            )
+        })
+        .collect()
+}
+
+/// The golden manifest's uint32 arrays of a tuned-parameter file, by key.
+fn manifest_tuned(name: &str) -> BTreeMap<String, Vec<u64>> {
+    let m: Value = serde_json::from_slice(&golden("manifest.json")).expect("manifest is JSON");
+    m[name]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            let v = e["uint32s"].as_array().expect("uint32s");
+            (
+                e["key"].as_str().expect("key").to_string(),
+                v.iter().map(|n| n.as_u64().expect("number")).collect(),
+            )
+        })
+        .collect()
+}
+
+/// A protobuf field: number, wire type, and the payload of a LEN field (empty otherwise).
+type PbField<'a> = (u64, u8, &'a [u8]);
+/// Key/value pairs in file order.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A protobuf varint at `*p`, advancing `*p`.
+fn varint(b: &[u8], p: &mut usize) -> Result<u64, String> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let x = *b.get(*p).ok_or("varint past the end")?;
+        *p += 1;
+        v |= u64::from(x & 0x7f) << (7 * i);
+        if x & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err("varint longer than 10 bytes".into())
+}
+
+/// The fields of a protobuf message: (number, wire type, payload of a LEN field or empty).
+fn pb_fields(msg: &[u8]) -> Result<Vec<PbField<'_>>, String> {
+    let mut out = Vec::new();
+    let mut p = 0;
+    while p < msg.len() {
+        let tag = varint(msg, &mut p)?;
+        let wt = (tag & 7) as u8;
+        let payload: &[u8] = match wt {
+            0 => {
+                varint(msg, &mut p)?;
+                &[]
+            }
+            1 | 5 => {
+                p += if wt == 1 { 8 } else { 4 };
+                if p > msg.len() {
+                    return Err("fixed-size field past the end".into());
+                }
+                &[]
+            }
+            2 => {
+                let n = usize::try_from(varint(msg, &mut p)?).map_err(|e| e.to_string())?;
+                let end = p.checked_add(n).ok_or("length overflow")?;
+                let s = msg.get(p..end).ok_or("length past the end")?;
+                p = end;
+                s
+            }
+            _ => return Err(format!("wire type {wt}")),
+        };
+        out.push((tag >> 3, wt, payload));
+    }
+    Ok(out)
+}
+
+/// What a stock MACE 1.1 reader makes of a file, written from the format's description and
+/// independent of the library: the trailing CRC-32 must match everything before it; then every
+/// `PairContainer.pairs` (field 1) gives a `KVPair` key (field 1) and bytes_value (field 2);
+/// unknown fields are skipped. Returns the pairs in file order.
+fn stock11_read(file: &[u8]) -> Result<Pairs, String> {
+    if file.len() < 4 {
+        return Err("shorter than its CRC".into());
+    }
+    let (body, crc) = file.split_at(file.len() - 4);
+    let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if crc32fast::hash(body) != want {
+        return Err("CRC-32 mismatch: a stock reader drops the whole file".into());
+    }
+    let mut pairs = Vec::new();
+    for (num, wt, payload) in pb_fields(body)? {
+        if (num, wt) != (1, 2) {
+            continue;
+        }
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        for (n, w, p) in pb_fields(payload)? {
+            match (n, w) {
+                (1, 2) => key = p.to_vec(),
+                (2, 2) => value = p.to_vec(),
+                _ => {}
+            }
+        }
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+/// The stock 1.1 reading of `path` as a map, asserting every key appears once.
+fn stock11_map(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let bytes = std::fs::read(path).expect("read");
+    let pairs = stock11_read(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let n = pairs.len();
+    let map: BTreeMap<Vec<u8>, Vec<u8>> = pairs.into_iter().collect();
+    assert_eq!(map.len(), n, "{}: a key appears twice", path.display());
+    map
+}
+
+/// Encodes `entries` as a whole file in `format` with the library (to build test inputs).
+fn encode(format: Format, entries: &[(&[u8], &[u8], ValueKind)]) -> Vec<u8> {
+    let ins: Vec<EntryIn<'_>> = entries
+        .iter()
+        .map(|(key, value, kind)| EntryIn {
+            key,
+            value,
+            kind: *kind,
+        })
+        .collect();
+    format::encode(format, &ins, WriteParams::next(0))
+        .expect("encode")
+        .out
+        .to_vec()
+}
+
+/// The platform-info value of the golden 1.1 cache.
+fn golden_platform() -> Vec<u8> {
+    let bytes = golden("mace-1.1-cache.bin");
+    let d = format::decode(&bytes).expect("golden decodes");
+    let e = d
+        .entries
+        .iter()
+        .find(|e| &bytes[e.key.clone()] == PLATFORM_INFO_KEY)
+        .expect("golden has platform info");
+    e.value.bytes(&bytes).to_vec()
+}
+
+/// Runs `inspect --json` on `path`: the parsed report and the exit code.
+fn inspect_json(path: &Path, extra: &[&str]) -> (Value, i32) {
+    let mut args: Vec<&OsStr> = vec!["inspect".as_ref(), path.as_os_str(), "--json".as_ref()];
+    args.extend(extra.iter().map(OsStr::new));
+    let out = run(&args);
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    (json_of(&out), code(&out))
+}
+
+/// The keys of an `inspect --json` report, in report order.
+fn report_keys(v: &Value) -> Vec<Vec<u8>> {
+    v["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| unhex(e["key_hex"].as_str().expect("key_hex")))
+        .collect()
+}
+
+/// Merging the golden 1.0 and 1.1 caches (same platform) gives a file a stock 1.1 reader accepts,
+/// holding the union, every key once; in every format MACE 1.1 reads.
+#[test]
+fn merge_of_golden_10_and_11_is_read_by_a_stock_11_reader() {
+    let t = TempDir::new("merge");
+    let a = t.copy_golden("mace-1.0-cache.bin");
+    let b = t.copy_golden("mace-1.1-cache.bin");
+    let want = manifest_cache("mace-1.1-cache.bin");
+    assert_eq!(want, manifest_cache("mace-1.0-cache.bin"));
+
+    for to in [None, Some("mace-1.1"), Some("checked-1.1")] {
+        let out = t.path("merged.bin");
+        let mut args: Vec<&OsStr> = vec![
+            "merge".as_ref(),
+            out.as_os_str(),
+            a.as_os_str(),
+            b.as_os_str(),
+            "--json".as_ref(),
+        ];
+        if let Some(f) = to {
+            args.extend([OsStr::new("--to"), OsStr::new(f)]);
+        }
+        let run_out = run(&args);
+        assert_eq!(code(&run_out), 0, "{to:?}: {}", stderr(&run_out));
+        let v = json_of(&run_out);
+        assert_eq!(v["format"], to.unwrap_or("checked-1.1"));
+        assert_eq!(v["entries_written"], 11);
+        assert_eq!(v["duplicates_same_value"], 11);
+        assert_eq!(v["conflicts"], serde_json::json!([]));
+        assert_eq!(v["platform_info_differs"], false);
+        assert_eq!(v["inputs"][0]["new_entries"], 11);
+        assert_eq!(v["inputs"][1]["new_entries"], 0);
+        assert_eq!(
+            v["bytes_written"],
+            std::fs::metadata(&out).expect("written").len()
+        );
+
+        let map = stock11_map(&out);
+        let got: BTreeMap<Vec<u8>, (usize, u32)> = map
+            .iter()
+            .map(|(k, v)| (k.clone(), (v.len(), crc32fast::hash(v))))
+            .collect();
+        assert_eq!(got, want, "{to:?}: the union of the inputs");
+        if to == Some("mace-1.1") {
+            // MACE's own bytes: the same file MACE 1.1 writes for these entries.
+            assert!(std::fs::read(&out).expect("out") == golden("mace-1.1-cache.bin"));
+        }
+    }
+}
+
+/// A third input adds keys and disagrees on one: the union holds every key once, the first input
+/// given wins, and the report names which file won.
+#[test]
+fn merge_reports_conflicts_and_the_first_input_wins() {
+    let t = TempDir::new("conflict");
+    let g11 = t.copy_golden("mace-1.1-cache.bin");
+    let platform = golden_platform();
+    let extra = encode(
+        Format::Mace10,
+        &[
+            (PLATFORM_INFO_KEY, &platform, ValueKind::Bytes),
+            (
+                b"softmax -DDATA_TYPE=float",
+                b"binary of softmax",
+                ValueKind::Bytes,
+            ),
+            (
+                b"pooling -DPOOL_AVG",
+                b"binary of pooling",
+                ValueKind::Bytes,
+            ),
+            (
+                b"empty_value_program",
+                b"now a different value",
+                ValueKind::Bytes,
+            ),
+        ],
+    );
+    let other = t.write("other.bin", &extra);
+    let out = t.path("merged.bin");
+
+    let r = run(&[
+        "merge".as_ref(),
+        out.as_os_str(),
+        g11.as_os_str(),
+        other.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let v = json_of(&r);
+    assert_eq!(v["entries_written"], 13);
+    let conflicts = v["conflicts"].as_array().expect("conflicts");
+    assert_eq!(conflicts.len(), 1, "{v}");
+    assert_eq!(conflicts[0]["key"], "empty_value_program");
+    assert_eq!(conflicts[0]["kept_from"], g11.display().to_string());
+    assert_eq!(conflicts[0]["ignored_from"], other.display().to_string());
+    assert_eq!(v["inputs"][1]["new_entries"], 2);
+
+    let map = stock11_map(&out);
+    assert_eq!(map.len(), 13);
+    assert_eq!(map[&b"empty_value_program"[..]], b"");
+    assert_eq!(map[&b"pooling -DPOOL_AVG"[..]], b"binary of pooling");
+
+    // The other order: the other file's value wins, and the text report says so.
+    let r = run(&[
+        "merge".as_ref(),
+        out.as_os_str(),
+        other.as_os_str(),
+        g11.as_os_str(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let text = stdout(&r);
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"empty_value_program\""))
+        .unwrap_or_else(|| panic!("conflict not reported: {text}"));
+    assert!(
+        line.contains(&format!("kept {}'s", other.display())),
+        "{line}"
+    );
+    assert!(line.contains(&g11.display().to_string()), "{line}");
+    assert!(text.contains("first input given wins"), "{text}");
+    let map = stock11_map(&out);
+    assert_eq!(map[&b"empty_value_program"[..]], b"now a different value");
+}
+
+/// Inputs whose platform info differs are refused (exit 2, both files named, nothing written);
+/// `--force` merges them, keeping the first input's platform info.
+#[test]
+fn merge_refuses_different_platform_info_unless_forced() {
+    let t = TempDir::new("platform");
+    let g10 = t.copy_golden("mace-1.0-cache.bin");
+    let other_gpu = encode(
+        Format::Mace11,
+        &[
+            (
+                PLATFORM_INFO_KEY,
+                b"QUALCOMM Snapdragon(TM), FULL_PROFILE, OpenCL 2.0 Adreno(TM) 640, 1.1.1",
+                ValueKind::Bytes,
+            ),
+            (b"matmul -DTILE_SIZE=16", b"adreno binary", ValueKind::Bytes),
+        ],
+    );
+    let other = t.write("adreno640.bin", &other_gpu);
+    let out = t.path("merged.bin");
+
+    for json in [false, true] {
+        let mut args: Vec<&OsStr> = vec![
+            "merge".as_ref(),
+            out.as_os_str(),
+            g10.as_os_str(),
+            other.as_os_str(),
+        ];
+        if json {
+            args.push("--json".as_ref());
+        }
+        let r = run(&args);
+        assert_fails_cleanly(&r, "different platform info");
+        let err = stderr(&r);
+        assert!(err.contains("platform info differs"), "{err}");
+        assert!(err.contains(&g10.display().to_string()), "{err}");
+        assert!(err.contains(&other.display().to_string()), "{err}");
+        assert!(err.contains("--force"), "{err}");
+        assert!(!out.exists(), "nothing written");
+    }
+
+    let r = run(&[
+        "merge".as_ref(),
+        out.as_os_str(),
+        g10.as_os_str(),
+        other.as_os_str(),
+        "--force".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let v = json_of(&r);
+    assert_eq!(v["platform_info_differs"], true);
+    assert_eq!(v["entries_written"], 12);
+    let map = stock11_map(&out);
+    assert_eq!(map[PLATFORM_INFO_KEY], golden_platform());
+    assert_eq!(map[&b"matmul -DTILE_SIZE=16"[..]], b"adreno binary");
+}
+
+/// A damaged input contributes what verifies and makes the exit status 1; an input that is not
+/// a cache is exit 2 with nothing written.
+#[test]
+fn merge_with_damaged_or_foreign_input() {
+    let t = TempDir::new("merge-damaged");
+    let g11 = t.copy_golden("mace-1.1-cache.bin");
+    let mut cut = golden("mace-1.0-cache.bin");
+    cut.truncate(cut.len() - 1000);
+    let cut = t.write("cut.bin", &cut);
+    let out = t.path("merged.bin");
+    let r = run(&[
+        "merge".as_ref(),
+        out.as_os_str(),
+        g11.as_os_str(),
+        cut.as_os_str(),
+    ]);
+    assert_eq!(code(&r), 1, "{}", stderr(&r));
+    assert!(stdout(&r).contains("damaged"), "{}", stdout(&r));
+    assert_eq!(stock11_map(&out).len(), 11);
+
+    let junk = t.write(
+        "junk.bin",
+        b"\x5aThis is not a cache file at all, not even close.",
+    );
+    let out2 = t.path("merged2.bin");
+    let r = run(&[
+        "merge".as_ref(),
+        out2.as_os_str(),
+        g11.as_os_str(),
+        junk.as_os_str(),
+    ]);
+    assert_fails_cleanly(&r, "foreign input");
+    assert!(stderr(&r).contains("junk.bin"), "{}", stderr(&r));
+    assert!(!out2.exists());
+}
+
+/// Tuned-parameter files merge like caches and keep their uint32 encoding.
+#[test]
+fn merge_of_tuned_parameter_files_keeps_uint32s() {
+    let t = TempDir::new("merge-tuned");
+    let g11 = t.copy_golden("mace-1.1-tuned-params.bin");
+    let g10 = t.copy_golden("mace-1.0-tuned-params.bin");
+    let more: Vec<u8> = [32u32, 8, 1, 0]
+        .iter()
+        .flat_map(|n| n.to_le_bytes())
+        .collect();
+    let extra = encode(
+        Format::Mace10,
+        &[(
+            b"Xb3kQz_pooling_opencl_kernel_56_56_128",
+            &more,
+            ValueKind::Bytes,
+        )],
+    );
+    let extra = t.write("more-1.0.bin", &extra);
+    let out = t.path("tuned.bin");
+    let r = run(&[
+        "merge".as_ref(),
+        out.as_os_str(),
+        g11.as_os_str(),
+        extra.as_os_str(),
+        g10.as_os_str(),
+        "--tuned".as_ref(),
+        "--to".as_ref(),
+        "mace-1.1".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let (v, c) = inspect_json(&out, &[]);
+    assert_eq!(c, 0);
+    let mut want = manifest_tuned("mace-1.1-tuned-params.bin");
+    want.insert(
+        "Xb3kQz_pooling_opencl_kernel_56_56_128".into(),
+        vec![32, 8, 1, 0],
+    );
+    let got: BTreeMap<String, Vec<u64>> = v["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            let key = String::from_utf8(unhex(e["key_hex"].as_str().expect("key_hex")))
+                .expect("utf-8 key");
+            let arr = e["uint32s"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{key} has no uint32s: {e}"));
+            (key, arr.iter().map(|n| n.as_u64().expect("n")).collect())
+        })
+        .collect();
+    assert_eq!(got, want);
+    // Without the new key, the same merge is MACE's own tuned file, byte for byte.
+    let r = run(&[
+        "merge".as_ref(),
+        out.as_os_str(),
+        g10.as_os_str(),
+        g11.as_os_str(),
+        "--tuned".as_ref(),
+        "--to=mace-1.1".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert!(std::fs::read(&out).expect("out") == golden("mace-1.1-tuned-params.bin"));
+}
+
+/// Writes the test program that prints the embedded bytes to a file, calling `load`/`size`.
+fn write_main(t: &TempDir, load: &str, size: &str) -> PathBuf {
+    t.write(
+        "main.cc",
+        format!(
+            "#include <stddef.h>\n#include <stdio.h>\n\n\
+             namespace mace {{\nconst unsigned char *{load}();\nsize_t {size}();\n}}  // namespace mace\n\n\
+             int main(int argc, char **argv) {{\n\
+             \x20 if (argc != 2) return 2;\n\
+             \x20 FILE *f = fopen(argv[1], \"wb\");\n\
+             \x20 if (f == NULL) return 3;\n\
+             \x20 const size_t n = mace::{size}();\n\
+             \x20 if (n != 0 && fwrite(mace::{load}(), 1, n, f) != n) return 4;\n\
+             \x20 return fclose(f) == 0 ? 0 : 5;\n}}\n"
+        )
+        .as_bytes(),
+    )
+}
+
+/// Runs g++ with MACE's flags and `args`, asserting success.
+fn gxx(args: &[&OsStr]) {
+    let out = Command::new("g++")
+        .args([
+            "-std=c++11",
+            "-Wall",
+            "-Werror",
+            "-fno-exceptions",
+            "-fno-rtti",
+        ])
+        .args(args)
+        .output()
+        .expect("run g++ (a C++ compiler is needed for this test)");
+    assert!(
+        out.status.success(),
+        "g++ {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Exports `input`, compiles it into an object, links it with a program that writes the bytes
+/// back out, runs it and returns what it wrote.
+fn export_compile_run(t: &TempDir, input: &Path, names: Option<(&str, &str)>) -> Vec<u8> {
+    let cc = t.path("binary.cc");
+    let mut args: Vec<&OsStr> = vec!["export-c".as_ref(), input.as_os_str(), cc.as_os_str()];
+    if let Some((load, size)) = names {
+        args.extend([
+            "--load-func".as_ref(),
+            OsStr::new(load),
+            "--size-func".as_ref(),
+            OsStr::new(size),
+        ]);
+    }
+    let r = run(&args);
+    assert!(code(&r) <= 1, "export-c: {}", stderr(&r));
+    assert!(r.stdout.is_empty(), "summary goes to stderr");
+    let source = std::fs::read_to_string(&cc).expect("source written");
+    let (load, size) = names.unwrap_or(("LoadOpenCLBinary", "OpenCLBinarySize"));
+    assert!(source.contains("namespace mace {"), "{source:.400}");
+    assert!(
+        source.contains(&format!("const unsigned char *{load}()")),
+        "{source:.400}"
+    );
+    assert!(
+        source.contains(&format!("size_t {size}()")),
+        "{source:.400}"
+    );
+    assert!(source.contains("static const unsigned char kData["));
+    assert!(
+        !source.contains(&t.0.display().to_string()),
+        "no machine paths"
+    );
+
+    let obj = t.path("binary.o");
+    // Strictly standard C++ too (a zero-size array, a GNU extension, would fail here).
+    gxx(&[
+        "-pedantic-errors".as_ref(),
+        "-Wextra".as_ref(),
+        "-fsyntax-only".as_ref(),
+        cc.as_os_str(),
+    ]);
+    gxx(&[
+        "-c".as_ref(),
+        cc.as_os_str(),
+        "-o".as_ref(),
+        obj.as_os_str(),
+    ]);
+    let main = write_main(t, load, size);
+    let main_obj = t.path("main.o");
+    gxx(&[
+        "-c".as_ref(),
+        main.as_os_str(),
+        "-o".as_ref(),
+        main_obj.as_os_str(),
+    ]);
+    let exe = t.path("dump");
+    gxx(&[
+        main_obj.as_os_str(),
+        obj.as_os_str(),
+        "-o".as_ref(),
+        exe.as_os_str(),
+    ]);
+    let dumped = t.path("dumped.bin");
+    let status = Command::new(&exe)
+        .arg(&dumped)
+        .status()
+        .expect("run the linked program");
+    assert!(status.success(), "{status:?}");
+    std::fs::read(&dumped).expect("dumped")
+}
+
+/// The exported source compiles with MACE's flags, and linked into a program reproduces the input
+/// file byte for byte: a real cache, a tuned file, an empty file, and with custom names.
+#[test]
+fn export_c_compiles_and_reproduces_the_input_exactly() {
+    let t = TempDir::new("export");
+    for name in ["mace-1.1-cache.bin", "mace-1.0-tuned-params.bin"] {
+        let input = t.copy_golden(name);
+        assert!(
+            export_compile_run(&t, &input, None) == golden(name),
+            "{name}: bytes differ"
+        );
+    }
+    let empty = t.write("empty.bin", b"");
+    assert_eq!(export_compile_run(&t, &empty, None), b"");
+    let source = std::fs::read_to_string(t.path("binary.cc")).expect("source");
+    assert!(source.contains("kData[1]"), "{source}");
+    let tuned = t.copy_golden("mace-1.1-tuned-params.bin");
+    assert!(
+        export_compile_run(
+            &t,
+            &tuned,
+            Some(("LoadOpenCLParameter", "OpenCLParameterSize"))
+        ) == golden("mace-1.1-tuned-params.bin")
+    );
+    // The source has about 16 bytes per line.
+    let source = std::fs::read_to_string(t.path("binary.cc")).expect("source");
+    let lines = source.lines().filter(|l| l.trim_start().starts_with("0x"));
+    assert!(lines.clone().all(|l| l.matches("0x").count() <= 16));
+    assert_eq!(
+        lines.map(|l| l.matches("0x").count()).sum::<usize>(),
+        golden("mace-1.1-tuned-params.bin").len()
+    );
+}
+
+/// `export-c --json` reports what was embedded; bad names and non-caches are exit 2, nothing written.
+#[test]
+fn export_c_json_and_refusals() {
+    let t = TempDir::new("export-bad");
+    let input = t.copy_golden("mace-1.0-cache.bin");
+    let cc = t.path("out.cc");
+    let r = run(&[
+        "export-c".as_ref(),
+        input.as_os_str(),
+        cc.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let v = json_of(&r);
+    assert_eq!(v["format"], "mace-1.0");
+    assert_eq!(v["bytes"], golden("mace-1.0-cache.bin").len());
+    assert_eq!(
+        v["crc32"],
+        format!("{:08x}", crc32fast::hash(&golden("mace-1.0-cache.bin")))
+    );
+    assert_eq!(v["load_func"], "LoadOpenCLBinary");
+    std::fs::remove_file(&cc).expect("remove");
+
+    for (opt, name) in [
+        ("--load-func", "1abc"),
+        ("--load-func", "my-func"),
+        ("--size-func", "class"),
+        ("--size-func", ""),
+        ("--load-func", "__reserved"),
+        ("--load-func", "OpenCLBinarySize"),
+        ("--size-func", "kData"),
+    ] {
+        let r = run(&[
+            "export-c".as_ref(),
+            input.as_os_str(),
+            cc.as_os_str(),
+            opt.as_ref(),
+            name.as_ref(),
+        ]);
+        assert_fails_cleanly(&r, &format!("{opt} {name:?}"));
+        assert!(!cc.exists(), "{opt} {name:?}: nothing written");
+    }
+    let junk = t.write("junk.bin", &[0x5a; 300]);
+    let r = run(&["export-c".as_ref(), junk.as_os_str(), cc.as_os_str()]);
+    assert_fails_cleanly(&r, "not a cache");
+    assert!(stderr(&r).contains("not a MACE cache"), "{}", stderr(&r));
+    assert!(!cc.exists());
+}
+
+/// Converts the golden 1.1 cache to checked-1.1 and flips a byte inside pocl-program-a's value;
+/// returns the damaged file's path and the manifest without that entry.
+fn damaged_checked(t: &TempDir) -> (PathBuf, BTreeMap<Vec<u8>, (usize, u32)>) {
+    let src = t.copy_golden("mace-1.1-cache.bin");
+    let checked = t.path("cache.bin");
+    let r = run(&[
+        "convert".as_ref(),
+        src.as_os_str(),
+        checked.as_os_str(),
+        "--to".as_ref(),
+        "checked-1.1".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let value = golden("pocl-program-a.bin");
+    let mut bytes = std::fs::read(&checked).expect("checked");
+    let at = find(&bytes, &value).expect("value stored contiguously");
+    bytes[at + value.len() / 2] ^= 0x40;
+    std::fs::write(&checked, &bytes).expect("write damaged");
+    let mut want = manifest_cache("mace-1.1-cache.bin");
+    let crc = crc32fast::hash(&value);
+    want.retain(|_, (len, c)| !(*len == value.len() && *c == crc));
+    assert_eq!(want.len(), 10);
+    (checked, want)
+}
+
+/// `repair` in place: exit 1, IN.bak holds the damaged bytes, and IN verifies intact with every
+/// entry but the damaged one (also for a stock MACE 1.1 reader).
+#[test]
+fn repair_in_place_keeps_a_backup_and_salvages_all_but_the_damaged_entry() {
+    let t = TempDir::new("repair");
+    let (path, want) = damaged_checked(&t);
+    let damaged = std::fs::read(&path).expect("damaged");
+    let r = run(&["repair".as_ref(), path.as_os_str()]);
+    assert_eq!(code(&r), 1, "{}", stderr(&r));
+    let text = stdout(&r);
+    assert!(text.contains("checked-1.1, damaged"), "{text}");
+    assert!(text.contains("10 entries kept, 1 dropped"), "{text}");
+    assert!(text.contains(".bak"), "{text}");
+    let bak = t.path("cache.bin.bak");
+    assert!(std::fs::read(&bak).expect("backup") == damaged);
+
+    let v = run(&["verify".as_ref(), path.as_os_str()]);
+    assert_eq!(code(&v), 0, "{}", stdout(&v));
+    assert!(stdout(&v).contains("intact (checked-1.1, 10 entries)"));
+    let got: BTreeMap<Vec<u8>, (usize, u32)> = stock11_map(&path)
+        .into_iter()
+        .map(|(k, v)| (k, (v.len(), crc32fast::hash(&v))))
+        .collect();
+    assert_eq!(got, want);
+    assert!(!t.path("cache.bin.tmp").exists(), "temp file left");
+    assert!(!t.path("cache.bin.bak.tmp").exists(), "temp file left");
+
+    // An intact file is rewritten too (exit 0), and only one backup is kept.
+    let before = std::fs::read(&path).expect("repaired");
+    let r = run(&["repair".as_ref(), path.as_os_str(), "--json".as_ref()]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let v = json_of(&r);
+    assert_eq!(v["intact"], true);
+    assert_eq!(v["entries_kept"], 10);
+    assert_eq!(v["to"], "checked-1.1");
+    assert_eq!(v["backup"], bak.display().to_string());
+    assert!(std::fs::read(&bak).expect("backup") == before);
+    assert!(
+        std::fs::read(&path).expect("rewritten") != before,
+        "fresh file id"
+    );
+}
+
+/// `repair IN OUT` leaves IN alone; a MACE 1.0 file stays readable by MACE 1.0 (checked-1.0)
+/// unless `--to` says otherwise; a non-cache is exit 2 with nothing touched.
+#[test]
+fn repair_to_another_file_and_refusals() {
+    let t = TempDir::new("repair-out");
+    let (path, want) = damaged_checked(&t);
+    let damaged = std::fs::read(&path).expect("damaged");
+    let out = t.path("repaired.bin");
+    let r = run(&[
+        "repair".as_ref(),
+        path.as_os_str(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(code(&r), 1, "{}", stderr(&r));
+    let v = json_of(&r);
+    assert_eq!(v["backup"], Value::Null);
+    assert_eq!(v["entries_kept"], 10);
+    assert_eq!(v["entries_dropped"], 1);
+    assert!(!v["notes"].as_array().expect("notes").is_empty());
+    assert!(std::fs::read(&path).expect("in") == damaged, "IN untouched");
+    assert!(!t.path("cache.bin.bak").exists());
+    assert_eq!(stock11_map(&out).len(), want.len());
+
+    let g10 = t.copy_golden("mace-1.0-cache.bin");
+    let r = run(&["repair".as_ref(), g10.as_os_str(), "--json".as_ref()]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert_eq!(json_of(&r)["to"], "checked-1.0");
+    let (v, c) = inspect_json(&g10, &[]);
+    assert_eq!((c, v["format"].as_str()), (0, Some("checked-1.0")));
+    let r = run(&[
+        "repair".as_ref(),
+        g10.as_os_str(),
+        "--to".as_ref(),
+        "checked-1.1".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert_eq!(stock11_map(&g10).len(), 11);
+
+    let junk = t.write("junk.bin", &[0x5a; 300]);
+    let r = run(&["repair".as_ref(), junk.as_os_str()]);
+    assert_fails_cleanly(&r, "repair a non-cache");
+    assert!(std::fs::read(&junk).expect("junk") == [0x5a; 300]);
+    assert!(!t.path("junk.bin.bak").exists());
+}
+
+/// `inspect` shows tuned parameters' uint32 values, in text and JSON, keeping the usual fields.
+#[test]
+fn inspect_shows_tuned_parameter_values() {
+    let p11 = golden_dir().join("mace-1.1-tuned-params.bin");
+    let out = run(&["inspect".as_ref(), p11.as_os_str()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    let want = manifest_tuned("mace-1.1-tuned-params.bin");
+    assert_eq!(want.len(), 3);
+    for (key, values) in &want {
+        let list: Vec<String> = values.iter().map(|n| n.to_string()).collect();
+        let line = format!("{key}: [{}]", list.join(", "));
+        assert!(text.contains(&line), "missing {line:?} in {text}");
+    }
+    assert!(text.contains("Xb3kQz_conv2d_1x1_opencl_kernel1_224_224_32: [8, 16, 4, 0]"));
+
+    let (v, c) = inspect_json(&p11, &[]);
+    assert_eq!(c, 0);
+    for e in v["entries"].as_array().expect("entries") {
+        let key = String::from_utf8(unhex(e["key_hex"].as_str().expect("key"))).expect("utf-8");
+        let got: Vec<u64> = e["uint32s"]
+            .as_array()
+            .expect("uint32s")
+            .iter()
+            .map(|n| n.as_u64().expect("n"))
+            .collect();
+        assert_eq!(got, want[&key]);
+        assert_eq!(e["len"], got.len() * 4);
+        assert_eq!(e["crc32"].as_str().expect("crc").len(), 8);
+    }
+
+    // Format A cannot say a value is a uint32 array: plain bytes, unless --tuned says so.
+    let p10 = golden_dir().join("mace-1.0-tuned-params.bin");
+    let (v, _) = inspect_json(&p10, &[]);
+    assert!(v["entries"][0].get("uint32s").is_none(), "{v}");
+    let (v, _) = inspect_json(&p10, &["--tuned"]);
+    assert_eq!(v["entries"][0]["uint32s"], serde_json::json!([16]));
+    let out = run(&["inspect".as_ref(), p10.as_os_str(), "--tuned".as_ref()]);
+    assert!(stdout(&out).contains("Xb3kQz_eltwise_opencl_kernel_1_112_112_64: [64, 1, 1, 300000]"));
+
+    // A program cache has no uint32 values.
+    let (v, _) = inspect_json(&golden_dir().join("mace-1.1-cache.bin"), &[]);
+    assert!(v["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .all(|e| e.get("uint32s").is_none()));
+}
+
+/// mace-1.0 tuned -> mace-1.1 with `--tuned` is MACE's own 1.1 file; the reverse needs no flag.
+#[test]
+fn tuned_conversions_are_byte_identical_to_mace() {
+    let t = TempDir::new("tuned");
+    let g10 = t.copy_golden("mace-1.0-tuned-params.bin");
+    let g11 = t.copy_golden("mace-1.1-tuned-params.bin");
+    let out = t.path("out.bin");
+
+    let r = run(&[
+        "convert".as_ref(),
+        g10.as_os_str(),
+        out.as_os_str(),
+        "--to".as_ref(),
+        "mace-1.1".as_ref(),
+        "--tuned".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert!(std::fs::read(&out).expect("out") == golden("mace-1.1-tuned-params.bin"));
+
+    let r = run(&[
+        "convert".as_ref(),
+        g11.as_os_str(),
+        out.as_os_str(),
+        "--to".as_ref(),
+        "mace-1.0".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert!(std::fs::read(&out).expect("out") == golden("mace-1.0-tuned-params.bin"));
+
+    // Without --tuned the values stay bytes: a valid file, but not MACE's tuned file.
+    let r = run(&[
+        "convert".as_ref(),
+        g10.as_os_str(),
+        out.as_os_str(),
+        "--to=mace-1.1".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert!(std::fs::read(&out).expect("out") != golden("mace-1.1-tuned-params.bin"));
+
+    // Through checked-1.1 and back, --tuned survives.
+    let mid = t.path("mid.bin");
+    let r = run(&[
+        "convert".as_ref(),
+        g10.as_os_str(),
+        mid.as_os_str(),
+        "--tuned".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert_eq!(json_of(&r)["to"], "checked-1.1");
+    let r = run(&[
+        "convert".as_ref(),
+        mid.as_os_str(),
+        out.as_os_str(),
+        "--to".as_ref(),
+        "mace-1.1".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert!(std::fs::read(&out).expect("out") == golden("mace-1.1-tuned-params.bin"));
+
+    // A value that is not a whole number of uint32s is refused, naming the key.
+    std::fs::remove_file(&out).expect("remove");
+    let cache = t.copy_golden("mace-1.0-cache.bin");
+    let r = run(&[
+        "convert".as_ref(),
+        cache.as_os_str(),
+        out.as_os_str(),
+        "--to".as_ref(),
+        "mace-1.1".as_ref(),
+        "--tuned".as_ref(),
+    ]);
+    assert_fails_cleanly(&r, "--tuned on a program cache");
+    assert!(stderr(&r).contains("key \""), "{}", stderr(&r));
+    assert!(!out.exists());
+}
+
+/// Keys that are valid UTF-8 are shown as text; control characters, `"` and `\` are escaped, and
+/// bytes of invalid UTF-8 are shown as \xNN.
+#[test]
+fn inspect_text_shows_utf8_keys_as_text() {
+    let p = golden_dir().join("mace-1.1-cache.bin");
+    let out = run(&["inspect".as_ref(), p.as_os_str()]);
+    assert_eq!(code(&out), 0);
+    let text = stdout(&out);
+    assert!(text.contains("\"unicode_中文_kernel -DX=1\""), "{text}");
+    assert!(text.contains("\"key\\x00with_nul_inside\""), "{text}");
+
+    let t = TempDir::new("utf8");
+    let file = encode(
+        Format::Mace11,
+        &[
+            (b"bad\xff\xfekey", b"1", ValueKind::Bytes),
+            (b"tab\there\nnewline", b"2", ValueKind::Bytes),
+            (b"quote\"back\\slash", b"3", ValueKind::Bytes),
+            ("caf\u{e9} \u{85}".as_bytes(), b"4", ValueKind::Bytes),
+        ],
+    );
+    let path = t.write("keys.bin", &file);
+    let out = run(&["inspect".as_ref(), path.as_os_str()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("\"bad\\xff\\xfekey\""), "{text}");
+    assert!(text.contains("\"tab\\x09here\\x0anewline\""), "{text}");
+    assert!(text.contains("\"quote\\\"back\\\\slash\""), "{text}");
+    assert!(text.contains("\"caf\u{e9} \\u{85}\""), "{text}");
+    assert_eq!(text.lines().count(), 7, "one line per entry: {text}");
+    // JSON still reports the exact bytes.
+    let (v, _) = inspect_json(&path, &[]);
+    assert!(report_keys(&v).contains(&b"bad\xff\xfekey".to_vec()));
+}
+
+/// The demo builds real kernels with PoCL: exit 0, a table with a speedup, warm faster than cold,
+/// and after the damage only the damaged program is rebuilt.
+#[test]
+fn demo_shows_cold_and_warm_builds_and_one_rebuild() {
+    let t = TempDir::new("demo");
+    let dir = t.path("work");
+    let out = run(&["demo".as_ref(), "--dir".as_ref(), dir.as_os_str()]);
+    assert_eq!(
+        code(&out),
+        0,
+        "stdout {}\nstderr {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        !text.contains("OpenCL part skipped"),
+        "OpenCL (PoCL) is expected here: {text}"
+    );
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("program") && l.contains("speedup"))
+        .unwrap_or_else(|| panic!("no table: {text}"));
+    assert!(
+        header.contains("cold ms") && header.contains("warm ms"),
+        "{header}"
+    );
+    let total = text
+        .lines()
+        .find(|l| l.starts_with("total"))
+        .unwrap_or_else(|| panic!("no total: {text}"));
+    let cols: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!(cols.len(), 4, "{total}");
+    let cold: f64 = cols[1].parse().expect("cold total");
+    let warm: f64 = cols[2].parse().expect("warm total");
+    let ratio: f64 = cols[3].trim_end_matches('x').parse().expect("speedup");
+    assert!(cols[3].ends_with('x'), "{total}");
+    assert!(
+        warm < cold,
+        "warm {warm} ms is not faster than cold {cold} ms"
+    );
+    assert!(ratio > 1.0, "{total}");
+    assert!(text.contains("1 dropped"), "{text}");
+    assert!(
+        text.contains("rebuilt from source: eltwise; loaded from the cache: 7 of 8"),
+        "{text}"
+    );
+    assert!(!text.contains("unexpected"), "{text}");
+    assert!(!stderr(&out).is_empty(), "progress on stderr");
+    assert!(
+        dir.join("mace_cl_compiled_program.bin").exists(),
+        "--dir keeps the files"
+    );
+    let (v, c) = inspect_json(&dir.join("mace_cl_compiled_program.bin"), &[]);
+    assert_eq!((c, v["damage"]["intact"].as_bool()), (0, Some(true)));
+}
+
+/// Without OpenCL, the demo runs the storage part, says why OpenCL was skipped, and exits 0.
+#[test]
+fn demo_without_opencl_runs_the_storage_part() {
+    let lib = "/nonexistent/libOpenCL.so";
+    let out = run(&["demo", "--opencl-library", lib, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v = json_of(&out);
+    assert_eq!(v["opencl"]["used"], false);
+    assert!(
+        v["opencl"]["skipped"]
+            .as_str()
+            .expect("reason")
+            .contains(lib),
+        "{v}"
+    );
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["damage"]["entries_dropped"], 1);
+    assert_eq!(v["after_damage"]["dropped"], serde_json::json!(["eltwise"]));
+    assert_eq!(v["after_damage"]["kept"].as_array().expect("kept").len(), 7);
+    assert_eq!(v["cold_total_ms"], Value::Null);
+    let dir = PathBuf::from(v["dir"].as_str().expect("dir"));
+    assert!(!dir.exists(), "the temporary directory is removed");
+
+    let out = run(&["demo", "--opencl-library", lib]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    let skipped: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("OpenCL part skipped: "))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{text}");
+    assert!(skipped[0].contains(lib));
+    assert!(
+        text.contains("eltwise") && text.contains("dropped"),
+        "{text}"
+    );
+}
+
+/// Every new command has help with an example; bad usage is exit 2 with one line.
+#[test]
+fn help_and_bad_usage_of_the_workflow_commands() {
+    for cmd in ["merge", "export-c", "repair", "demo"] {
+        for args in [vec![cmd, "--help"], vec!["help", cmd]] {
+            let out = run(&args);
+            assert_eq!(code(&out), 0, "{args:?}");
+            let text = stdout(&out);
+            assert!(
+                text.contains(&format!("Usage: mace-cache {cmd}")),
+                "{args:?}: {text}"
+            );
+            assert!(text.contains("Example"), "{args:?}");
+            assert!(text.contains("Exit status"), "{args:?}");
+        }
+    }
+    let out = run(&["--help"]);
+    for cmd in ["merge", "export-c", "repair", "demo"] {
+        assert!(stdout(&out).contains(cmd), "main help lists {cmd}");
+    }
+
+    let g = golden_dir().join("mace-1.1-cache.bin");
+    let g = g.to_str().expect("utf-8 path");
+    let t = TempDir::new("usage");
+    let o = t.path("o.bin");
+    let o = o.to_str().expect("utf-8 path");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["merge", o],
+        vec!["merge", o, g, "--to", "bogus"],
+        vec!["merge", o, g, "--load-func", "x"],
+        vec!["merge", o, g, "--force=yes"],
+        vec!["export-c", g],
+        vec!["export-c", g, o, "extra"],
+        vec!["export-c", g, o, "--load-func"],
+        vec!["export-c", g, o, "--tuned"],
+        vec!["repair"],
+        vec!["repair", g, o, "extra"],
+        vec!["repair", g, o, "--force"],
+        vec!["demo", "extra"],
+        vec!["demo", "--dir"],
+        vec!["convert", g, o, "--force"],
+        vec!["verify", g, "--tuned"],
+    ];
+    for args in cases {
+        let out = run(&args);
+        assert_fails_cleanly(&out, &format!("{args:?}"));
+    }
+    assert!(!Path::new(o).exists(), "nothing written on bad usage");
+}
