@@ -164,6 +164,23 @@ TEST(CppWrappers, ForEachTakesAnyCallableAndStops) {
   EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, closed.ForEach(counter));
 }
 
+TEST(CppWrappers, ResetProgramCacheSetsTheFileAside) {
+  test::TempDir dir;
+  const std::string path = dir.path() + "/mace_cl_compiled_program.bin";
+  ASSERT_TRUE(test::WriteFile(path, test::ReadFile(test::GoldenPath("mace-1.1-cache.bin"))));
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage::ResetProgramCache(path));
+  EXPECT_FALSE(test::Exists(path));
+  EXPECT_TRUE(test::Exists(path + ".crashloop"));
+  // Nothing to set aside is no error; the next start begins empty.
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage::ResetProgramCache(path));
+  mace_storage::ProgramCache cache;
+  ASSERT_EQ(MACE_STORAGE_OK, mace_storage::ProgramCache::Open(path, nullptr, &cache));
+  MaceProgramCacheStats stats = MaceProgramCacheStats();
+  ASSERT_EQ(MACE_STORAGE_OK, cache.Stats(&stats));
+  EXPECT_EQ(0u, stats.hits + stats.misses);
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage::ProgramCache().Stats(&stats));
+}
+
 TEST(CppWrappers, OpenBytesIsReadOnly) {
   Bytes golden = test::ReadFile(test::GoldenPath("mace-1.1-cache.bin"));
   ASSERT_FALSE(golden.empty());

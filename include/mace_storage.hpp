@@ -173,6 +173,63 @@ class Storage {
   std::unique_ptr<MaceStorage, internal::StorageClose> s_;
 };
 
+namespace internal {
+
+struct ProgramCacheClose {
+  void operator()(MaceProgramCache *c) const { mace_program_cache_close(c); }
+};
+
+}  // namespace internal
+
+// An OpenCL program cache (see docs/PROGRAM_CACHE.md). OpenCL handles pass as void* so this
+// header needs no OpenCL headers.
+class ProgramCache {
+ public:
+  // A cache that is not open.
+  ProgramCache() {}
+
+  // Opens the cache at path into *out (options NULL: defaults); on failure *out is left closed.
+  static MaceStorageStatus Open(const std::string &path, const MaceProgramCacheOptions *options,
+                                ProgramCache *out) {
+    if (out == nullptr) return MACE_STORAGE_INVALID_ARGUMENT;
+    MaceProgramCache *c = nullptr;
+    MaceStorageStatus status = mace_program_cache_open(path.c_str(), options, &c);
+    out->c_.reset(c);
+    return status;
+  }
+
+  // Whether a cache is open.
+  bool is_open() const { return c_ != nullptr; }
+  // The C handle (NULL when not open), still owned by this object.
+  MaceProgramCache *handle() const { return c_.get(); }
+
+  // Builds program_key for one device from the cached binary or, failing that, from source;
+  // *program receives a built cl_program the caller releases.
+  MaceStorageStatus Build(void *context, void *device, const std::string &program_key,
+                          const std::string &source, const std::string &build_options,
+                          void **program) {
+    return mace_program_cache_build(c_.get(), context, device, program_key.c_str(), source.data(),
+                                    source.size(), build_options.c_str(), program);
+  }
+
+  // Declares the app healthy: the binaries loaded so far did not crash it.
+  void MarkHealthy() { mace_program_cache_mark_healthy(c_.get()); }
+  // Fills *out with the cache's counters.
+  MaceStorageStatus Stats(MaceProgramCacheStats *out) const {
+    return mace_program_cache_stats(c_.get(), out);
+  }
+
+ private:
+  std::unique_ptr<MaceProgramCache, internal::ProgramCacheClose> c_;
+};
+
+// Sets the program cache (or MACE cache file) at path aside so the next start rebuilds every
+// program from source: call it when MACE's Init or Run fails after loading cached binaries.
+// A missing file is no error.
+inline MaceStorageStatus ResetProgramCache(const std::string &path) {
+  return mace_program_cache_reset(path.c_str());
+}
+
 #ifdef MACE_STORAGE_WITH_MACE_INTERFACE
 
 // MACE's KVStorage over a mace-storage file, for code that injects its own KVStorageFactory.
