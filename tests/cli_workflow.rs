@@ -7,97 +7,11 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_mace-cache");
+mod common;
 
-/// The read-only folder of files written by MACE.
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/golden")
-}
-
-/// The bytes of a golden file.
-fn golden(name: &str) -> Vec<u8> {
-    std::fs::read(golden_dir().join(name)).unwrap_or_else(|e| panic!("read golden {name}: {e}"))
-}
-
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Creates a directory with a name unique to this process and call.
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mace-cache-workflow-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    /// A path inside the directory.
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Writes `bytes` to `name` inside the directory and returns its path.
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, bytes).expect("write temp file");
-        p
-    }
-
-    /// Copies a golden file into the directory (writable) and returns the copy's path.
-    fn copy_golden(&self, name: &str) -> PathBuf {
-        self.write(name, &golden(name))
-    }
-}
-
-impl Drop for TempDir {
-    /// Removes the directory and everything in it.
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs the binary with `args`.
-fn run<S: AsRef<OsStr>>(args: &[S]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run mace-cache")
-}
-
-/// The exit code of a finished run (a signal is a failure).
-fn code(out: &Output) -> i32 {
-    out.status
-        .code()
-        .unwrap_or_else(|| panic!("killed by a signal: {out:?}"))
-}
-
-/// Stdout as text.
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
-}
-
-/// Stderr as text.
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Parses stdout as exactly one JSON object on one line.
-fn json_of(out: &Output) -> Value {
-    let text = stdout(out);
-    let v: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}): {text:?}"));
-    assert!(v.is_object(), "not an object: {text}");
-    assert_eq!(text.trim_end().lines().count(), 1, "one line: {text:?}");
-    v
-}
+use common::cli::*;
+use common::{golden, golden_dir};
 
 /// Asserts a run failed with exit 2, exactly one `mace-cache: ` line on stderr, nothing on stdout.
 fn assert_fails_cleanly(out: &Output, what: &str) {
@@ -157,93 +71,10 @@ fn manifest_tuned(name: &str) -> BTreeMap<String, Vec<u64>> {
         .collect()
 }
 
-/// A protobuf field: number, wire type, and the payload of a LEN field (empty otherwise).
-type PbField<'a> = (u64, u8, &'a [u8]);
-/// Key/value pairs in file order.
-type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// A protobuf varint at `*p`, advancing `*p`.
-fn varint(b: &[u8], p: &mut usize) -> Result<u64, String> {
-    let mut v = 0u64;
-    for i in 0..10 {
-        let x = *b.get(*p).ok_or("varint past the end")?;
-        *p += 1;
-        v |= u64::from(x & 0x7f) << (7 * i);
-        if x & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err("varint longer than 10 bytes".into())
-}
-
-/// The fields of a protobuf message: (number, wire type, payload of a LEN field or empty).
-fn pb_fields(msg: &[u8]) -> Result<Vec<PbField<'_>>, String> {
-    let mut out = Vec::new();
-    let mut p = 0;
-    while p < msg.len() {
-        let tag = varint(msg, &mut p)?;
-        let wt = (tag & 7) as u8;
-        let payload: &[u8] = match wt {
-            0 => {
-                varint(msg, &mut p)?;
-                &[]
-            }
-            1 | 5 => {
-                p += if wt == 1 { 8 } else { 4 };
-                if p > msg.len() {
-                    return Err("fixed-size field past the end".into());
-                }
-                &[]
-            }
-            2 => {
-                let n = usize::try_from(varint(msg, &mut p)?).map_err(|e| e.to_string())?;
-                let end = p.checked_add(n).ok_or("length overflow")?;
-                let s = msg.get(p..end).ok_or("length past the end")?;
-                p = end;
-                s
-            }
-            _ => return Err(format!("wire type {wt}")),
-        };
-        out.push((tag >> 3, wt, payload));
-    }
-    Ok(out)
-}
-
-/// What a stock MACE 1.1 reader makes of a file, written from the format's description and
-/// independent of the library: the trailing CRC-32 must match everything before it; then every
-/// `PairContainer.pairs` (field 1) gives a `KVPair` key (field 1) and bytes_value (field 2);
-/// unknown fields are skipped. Returns the pairs in file order.
-fn stock11_read(file: &[u8]) -> Result<Pairs, String> {
-    if file.len() < 4 {
-        return Err("shorter than its CRC".into());
-    }
-    let (body, crc) = file.split_at(file.len() - 4);
-    let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    if crc32fast::hash(body) != want {
-        return Err("CRC-32 mismatch: a stock reader drops the whole file".into());
-    }
-    let mut pairs = Vec::new();
-    for (num, wt, payload) in pb_fields(body)? {
-        if (num, wt) != (1, 2) {
-            continue;
-        }
-        let (mut key, mut value) = (Vec::new(), Vec::new());
-        for (n, w, p) in pb_fields(payload)? {
-            match (n, w) {
-                (1, 2) => key = p.to_vec(),
-                (2, 2) => value = p.to_vec(),
-                _ => {}
-            }
-        }
-        pairs.push((key, value));
-    }
-    Ok(pairs)
-}
-
 /// The stock 1.1 reading of `path` as a map, asserting every key appears once.
 fn stock11_map(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let bytes = std::fs::read(path).expect("read");
-    let pairs = stock11_read(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let pairs = common::stock11_pairs(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let n = pairs.len();
     let map: BTreeMap<Vec<u8>, Vec<u8>> = pairs.into_iter().collect();
     assert_eq!(map.len(), n, "{}: a key appears twice", path.display());
