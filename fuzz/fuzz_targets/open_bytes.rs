@@ -1,0 +1,7 @@
+//! The C ABI on arbitrary bytes: mace_storage_open_bytes, for_each and get agree with decode and
+//! never crash or report an internal error.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| mace_storage_fuzz::props::check_open_bytes(data));
