@@ -14,3 +14,5 @@ echo "== C/C++ tests (cpp_tests, ctest)"
 scripts/cpp-tests.sh
 echo "== C/C++ tests under AddressSanitizer + UBSan"
 scripts/cpp-tests.sh --sanitize
+echo "== Android cross builds and the Rust tests on aarch64 under qemu-user (scripts/cross.sh)"
+scripts/cross.sh

@@ -2,6 +2,7 @@
 //! protobuf fields stock readers skip; checked-1.0 is a valid format-A file with a checksum tail after
 //! the last pair, where stock readers never look. See `docs/FORMAT.md`.
 
+use super::crc::Crc;
 use super::stock::{
     self, kvpair_prefix, parse_kvpair, put_pair, EXT_FIELD, PB_LIMIT, TAIL10_MAGIC,
 };
@@ -96,6 +97,7 @@ fn parse_record(
     p: usize,
     want_id: Option<u64>,
     budget: &mut u64,
+    crc_of: Crc<'_>,
 ) -> Option<(Record, usize)> {
     let mut r = Reader::new(bytes, p);
     let tag = r.varint()?;
@@ -118,8 +120,7 @@ fn parse_record(
         if kv.ext.map(|(_, tag_at)| tag_at) != Some(ext_tag) {
             return None;
         }
-        let mut h = Hasher::new();
-        h.update(&bytes[p..end - 4]);
+        let h = crc_of.hasher(bytes, p..end - 4);
         if h.clone().finalize() != crc {
             return None;
         }
@@ -169,7 +170,7 @@ fn parse_record(
 
 /// Decodes a checked-1.1 file, or salvages checked-1.1 records from a damaged one. Entries are kept
 /// when their checksum verifies and their batch was committed; everything else is reported.
-pub(super) fn decode11(bytes: &[u8]) -> Decoded {
+pub(super) fn decode11(bytes: &[u8], crc: Crc<'_>) -> Decoded {
     let len = bytes.len();
     let mut damage = Damage::none();
     let mut budget = 2 * len as u64 + (1 << 20);
@@ -204,7 +205,7 @@ pub(super) fn decode11(bytes: &[u8]) -> Decoded {
                 break;
             }
         }
-        match parse_record(bytes, p, file_id, &mut budget) {
+        match parse_record(bytes, p, file_id, &mut budget, crc) {
             Some((rec, end)) => {
                 match rec {
                     Record::Entry {
@@ -242,7 +243,7 @@ pub(super) fn decode11(bytes: &[u8]) -> Decoded {
                 damaged_regions += 1;
                 let next = (p + 1..len.saturating_sub(EXT_FIELD_LEN))
                     .filter(|&q| bytes[q] == 0x0a || bytes[q] == 0xf2)
-                    .find(|&q| parse_record(bytes, q, file_id, &mut budget).is_some());
+                    .find(|&q| parse_record(bytes, q, file_id, &mut budget, crc).is_some());
                 let q = next.unwrap_or(len);
                 damage.bytes_ignored += (q - p) as u64;
                 if next.is_none() && budget == 0 {
@@ -496,7 +497,7 @@ pub(super) fn encode10<'a>(
 }
 
 /// Decodes a file that ends with the checked-1.0 footer; `None` when there is no footer.
-pub(super) fn decode10(bytes: &[u8]) -> Option<Decoded> {
+pub(super) fn decode10(bytes: &[u8], crc: Crc<'_>) -> Option<Decoded> {
     let len = bytes.len();
     if len < 8 + 16 || !bytes.ends_with(FOOTER10_MAGIC) {
         return None;
@@ -506,7 +507,7 @@ pub(super) fn decode10(bytes: &[u8]) -> Option<Decoded> {
         .u64_le()
         .and_then(|t| usize::try_from(t).ok())
         .filter(|&t| t >= 8 && t <= len - 16);
-    let decoded = tail_start.and_then(|t| decode10_with_tail(bytes, t));
+    let decoded = tail_start.and_then(|t| decode10_with_tail(bytes, t, crc));
     Some(decoded.unwrap_or_else(|| {
         // The tail is unusable: read the pairs as a stock reader would, unverified.
         let mut d = match stock::parse_a(bytes) {
@@ -526,7 +527,7 @@ pub(super) fn decode10(bytes: &[u8]) -> Option<Decoded> {
     }))
 }
 
-fn decode10_with_tail(bytes: &[u8], tail_start: usize) -> Option<Decoded> {
+fn decode10_with_tail(bytes: &[u8], tail_start: usize, crc_of: Crc<'_>) -> Option<Decoded> {
     let len = bytes.len();
     let tail = &bytes[tail_start..len - 16];
     let mut r = Reader::new(tail, 0);
@@ -558,7 +559,8 @@ fn decode10_with_tail(bytes: &[u8], tail_start: usize) -> Option<Decoded> {
         contiguous &= offset == expect_at;
         let mut pr = Reader::new(pairs, offset);
         match stock::parse_pair(&mut pr) {
-            Some(mut e) if crc32fast::hash(&pairs[offset..pr.pos()]) == crc => {
+            // `pairs` starts where `bytes` does: the same offsets.
+            Some(mut e) if crc_of.of(bytes, offset..pr.pos()) == crc => {
                 e.vouched = flags & FLAG_VOUCHED != 0;
                 expect_at = pr.pos();
                 entries.push(e);

@@ -6,11 +6,15 @@
 //! The byte layouts are documented in `docs/FORMAT.md`.
 
 mod checked;
+mod crc;
 mod stock;
 pub(crate) mod wire;
 
 use std::fmt;
 use std::ops::Range;
+
+use crc::Crc;
+pub(crate) use crc::CrcIndex;
 
 /// The key under which MACE stores the platform description its cached binaries were built for.
 pub const PLATFORM_INFO_KEY: &[u8] = b"mace_opencl_precompiled_platform_info_key";
@@ -187,6 +191,18 @@ impl std::error::Error for NotACache {}
 
 /// Decodes a file of any known format, detected from its bytes, salvaging what verifies.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, NotACache> {
+    decode_with(bytes, Crc::direct())
+}
+
+/// [`decode`] with a [`CrcIndex`] built from exactly `bytes`, as they were read, so that verifying
+/// them does not read them again: the result is the same as `decode(bytes)`. The index stands in for
+/// the bytes it was built from, so it must never come from other bytes; one of another length is
+/// not used. Crate-private for that reason: the store builds it from the buffer it decodes.
+pub(crate) fn decode_indexed(bytes: &[u8], index: &CrcIndex) -> Result<Decoded, NotACache> {
+    decode_with(bytes, Crc::with_index(index, bytes))
+}
+
+fn decode_with(bytes: &[u8], crc: Crc<'_>) -> Result<Decoded, NotACache> {
     if bytes.is_empty() {
         let mut damage = Damage::none();
         damage.note("0-byte file (left by an interrupted write?): read as no entries");
@@ -199,28 +215,37 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, NotACache> {
         });
     }
     if checked::looks_checked11(bytes) {
-        return Ok(checked::decode11(bytes));
-    }
-    if let Some(d) = checked::decode10(bytes) {
-        return Ok(d);
+        return Ok(checked::decode11(bytes, crc));
     }
     let a = stock::parse_a(bytes);
+    // Pairs that end exactly at the end of the file are a stock file, whatever its last bytes are
+    // (a value may end with what looks like a checked-1.0 footer); a checked-1.0 tail follows them.
+    if a.as_ref()
+        .is_some_and(|a| a.complete && a.end == bytes.len())
+    {
+        return Ok(stock::finish_a(bytes, a.unwrap_or_else(|| unreachable!())));
+    }
+    if let Some(d) = checked::decode10(bytes, crc) {
+        return Ok(d);
+    }
     if a.as_ref().is_some_and(|a| a.complete) {
         return Ok(stock::finish_a(bytes, a.unwrap_or_else(|| unreachable!())));
     }
-    if stock::crc_ok(bytes) {
-        return Ok(stock::decode_b(bytes));
+    // Computed once: decode_b is told the answer.
+    let crc_ok = stock::crc_ok(bytes, crc);
+    if crc_ok {
+        return Ok(stock::decode_b(bytes, crc_ok));
     }
     // Damaged: prefer the shape whose header is plausible, then records that verify on their own.
     if let Some(a) = a {
         return Ok(stock::finish_a(bytes, a));
     }
-    let salvaged = checked::decode11(bytes);
+    let salvaged = checked::decode11(bytes, crc);
     if !salvaged.entries.is_empty() {
         return Ok(salvaged);
     }
     if bytes.len() >= 4 && bytes[0] == 0x0a {
-        return Ok(stock::decode_b(bytes));
+        return Ok(stock::decode_b(bytes, crc_ok));
     }
     Err(NotACache(format!(
         "{} bytes that match neither MACE format (no valid count, no valid CRC)",
@@ -456,3 +481,6 @@ fn dedup_first(input: &[u8], entries: &mut Vec<DecodedEntry>, damage: &mut Damag
         ));
     }
 }
+
+#[cfg(test)]
+mod unit_tests;

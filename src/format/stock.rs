@@ -1,6 +1,7 @@
 //! MACE's own formats: A (v0.6-v1.0) and B (v1.1), read with every length bounds-checked and written
 //! byte-identical to MACE's writer.
 
+use super::crc::Crc;
 use super::wire::{put_tag, put_varint, read_field, Field, Reader, WT_LEN, WT_VARINT};
 use super::{
     apply_platform_rule, dedup_first, Damage, Decoded, DecodedEntry, EncodeError, EntryIn, Format,
@@ -105,12 +106,13 @@ pub(super) fn finish_a(bytes: &[u8], a: AParse) -> Decoded {
 }
 
 /// Whether the last 4 bytes are the CRC-32 of the rest, as format B requires.
-pub(super) fn crc_ok(bytes: &[u8]) -> bool {
+pub(super) fn crc_ok(bytes: &[u8], crc: Crc<'_>) -> bool {
     if bytes.len() < 4 {
         return false;
     }
-    let (body, t) = bytes.split_at(bytes.len() - 4);
-    crc32fast::hash(body) == u32::from_le_bytes([t[0], t[1], t[2], t[3]])
+    let body_len = bytes.len() - 4;
+    let t = &bytes[body_len..];
+    crc.of(bytes, 0..body_len) == u32::from_le_bytes([t[0], t[1], t[2], t[3]])
 }
 
 /// The fields of one `KVPair`, located in the input.
@@ -170,8 +172,9 @@ pub(super) fn parse_kvpair(msg: &[u8], base: usize) -> Option<Kv> {
     })
 }
 
-/// Decodes a format-B file; with a wrong CRC nothing can be verified and nothing is kept.
-pub(super) fn decode_b(bytes: &[u8]) -> Decoded {
+/// Decodes a format-B file whose trailing CRC matches (`crc_ok`, from [`crc_ok`]) or not: with a
+/// wrong CRC nothing can be verified and nothing is kept.
+pub(super) fn decode_b(bytes: &[u8], crc_ok: bool) -> Decoded {
     let mut damage = Damage::none();
     let mut entries = Vec::new();
     let body = &bytes[..bytes.len().saturating_sub(4)];
@@ -201,7 +204,7 @@ pub(super) fn decode_b(bytes: &[u8]) -> Decoded {
             Some(_) => {}
         }
     }
-    if !crc_ok(bytes) {
+    if !crc_ok {
         damage.entries_dropped = entries.len() as u64;
         damage.bytes_ignored = bytes.len() as u64;
         damage.note(format!(

@@ -74,6 +74,21 @@ impl ProcessLock {
 pub trait Fs: Send + Sync {
     /// Reads a whole file with the identity of what was read; `Ok(None)` if it does not exist.
     fn read(&self, path: &Path) -> io::Result<Option<(Vec<u8>, FileMeta)>>;
+    /// Like [`Fs::read`], and calls `observe` with the part of the result read so far each time it
+    /// grows (each call's slice extends the previous one; the last is the whole result): a caller
+    /// can checksum each new piece while it is still in the CPU cache instead of reading the whole
+    /// buffer again. The default reads first and observes the whole buffer once.
+    fn read_observed(
+        &self,
+        path: &Path,
+        observe: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<Option<(Vec<u8>, FileMeta)>> {
+        let found = self.read(path)?;
+        if let Some((bytes, _)) = &found {
+            observe(bytes);
+        }
+        Ok(found)
+    }
     /// The identity of a file; `Ok(None)` if it does not exist.
     fn metadata(&self, path: &Path) -> io::Result<Option<FileMeta>>;
     /// Creates a file, or truncates an existing one, and opens it for writing.
@@ -89,6 +104,27 @@ pub trait Fs: Send + Sync {
     /// Takes the exclusive cross-process lock kept in the never-replaced file `lock_path`, waiting for it.
     fn lock(&self, lock_path: &Path) -> io::Result<ProcessLock>;
 }
+
+/// The buffer length for a file of `file_len` bytes on a platform that can allocate at most `max`
+/// bytes at once (`isize::MAX` in Rust: 2 GiB - 1 on 32-bit targets): a file that does not fit is
+/// refused with an error that says so, never read truncated.
+pub fn buffer_len(file_len: u64, max: u64) -> io::Result<usize> {
+    usize::try_from(file_len)
+        .ok()
+        .filter(|_| file_len <= max)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the file is {file_len} bytes, more than this platform can hold in memory at \
+                     once ({max} bytes): refused"
+                ),
+            )
+        })
+}
+
+/// The most bytes one allocation can hold on this platform.
+pub const MAX_BUFFER: u64 = isize::MAX as u64;
 
 /// `path` with `suffix` appended to its file name (`cache.bin` -> `cache.bin.lock`).
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {

@@ -1,6 +1,6 @@
 //! The real filesystem, through POSIX calls.
 
-use super::{FileHandle, FileMeta, Fs, LockKind, ProcessLock};
+use super::{buffer_len, FileHandle, FileMeta, Fs, LockKind, ProcessLock, MAX_BUFFER};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
@@ -26,6 +26,23 @@ fn not_found_is_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Bytes read between two calls of the observer of [`Fs::read_observed`]: small enough to stay in
+/// the CPU's cache, large enough to keep the calls few.
+const OBSERVE_CHUNK: usize = 256 * 1024;
+
+/// An empty buffer with room for exactly a file of `len` bytes (one allocation, no zeroing).
+fn buffer_for(len: u64) -> io::Result<Vec<u8>> {
+    let cap = buffer_len(len, MAX_BUFFER)?;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(cap).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("cannot allocate {cap} bytes for the file"),
+        )
+    })?;
+    Ok(buf)
 }
 
 struct PosixFile(File);
@@ -58,20 +75,31 @@ impl Fs for PosixFs {
             return Ok(None);
         };
         let meta = meta_of(&f.metadata()?);
-        let cap = usize::try_from(meta.len).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "file is larger than this platform's address space",
-            )
-        })?;
-        let mut buf = Vec::new();
-        buf.try_reserve_exact(cap).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "cannot allocate a buffer for the file",
-            )
-        })?;
+        let mut buf = buffer_for(meta.len)?;
         f.read_to_end(&mut buf)?;
+        Ok(Some((buf, meta)))
+    }
+
+    fn read_observed(
+        &self,
+        path: &Path,
+        observe: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<Option<(Vec<u8>, FileMeta)>> {
+        let Some(mut f) = not_found_is_none(File::open(path))? else {
+            return Ok(None);
+        };
+        let meta = meta_of(&f.metadata()?);
+        let mut buf = buffer_for(meta.len)?;
+        // Piece by piece into the one exact-size buffer, each piece observed while it is in cache.
+        loop {
+            let start = buf.len();
+            let want = (buf.capacity() - start).clamp(1, OBSERVE_CHUNK) as u64;
+            (&mut f).take(want).read_to_end(&mut buf)?;
+            if buf.len() == start {
+                break;
+            }
+            observe(&buf);
+        }
         Ok(Some((buf, meta)))
     }
 

@@ -9,7 +9,7 @@ pub use value::{Backing, Value};
 use crate::format::{
     self, CheckedInfo, Damage, EntryIn, Format, ValueKind, WriteParams, PLATFORM_INFO_KEY,
 };
-use crate::io::{posix::PosixFs, replace_atomically, sibling, FileMeta, Fs, LockKind};
+use crate::io::{parent_dir, posix::PosixFs, replace_atomically, sibling, FileMeta, Fs, LockKind};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::fmt;
@@ -139,12 +139,17 @@ struct Disk {
     /// Set when the file is an intact checked-1.1 file that can be appended to.
     checked: Option<CheckedInfo>,
     generation: u64,
+    /// Whether the file's directory entry is known durable (this store's own rewrite, or a
+    /// directory sync, made it so); a file read from disk may have been renamed into place by a
+    /// process that died before syncing its directory.
+    name_durable: bool,
 }
 
 #[derive(Default)]
 struct State {
-    /// The committed state as last read or written.
-    base: HashMap<Vec<u8>, Item>,
+    /// The committed state as last read or written; shared, so that a flush snapshots it without
+    /// copying it (only a flush changes it, one at a time).
+    base: Arc<HashMap<Vec<u8>, Item>>,
     /// Changes since then (`None`: removed).
     pending: HashMap<Vec<u8>, Option<Item>>,
     /// `clear` since then: `base` is hidden.
@@ -168,7 +173,7 @@ impl State {
         let mut m = if self.cleared {
             HashMap::new()
         } else {
-            self.base.clone()
+            (*self.base).clone()
         };
         for (k, v) in &self.pending {
             match v {
@@ -242,7 +247,7 @@ impl Store {
         Ok(Store {
             path,
             state: RwLock::new(State {
-                base: loaded.base,
+                base: Arc::new(loaded.base),
                 disk: loaded.disk,
                 stats,
                 ..State::default()
@@ -274,7 +279,7 @@ impl Store {
         Ok(Store {
             path: PathBuf::new(),
             state: RwLock::new(State {
-                base: load_entries(&data, &d),
+                base: Arc::new(load_entries(&data, &d)),
                 stats,
                 ..State::default()
             }),
@@ -326,18 +331,12 @@ impl Store {
         if self.opts.read_only {
             return Err(Error::ReadOnly);
         }
-        let mut s = self.state.write();
-        // MACE inserts the same platform-info and device-name values before every flush: an
-        // unchanged value is no change, so such a flush can still append.
-        let same_as_base = !s.cleared
-            && s.base
-                .get(key)
-                .is_some_and(|b| b.value == value && b.kind == kind);
-        if same_as_base {
-            s.pending.remove(key);
-        } else {
-            s.pending.insert(key.to_vec(), Some(Item { value, kind }));
-        }
+        // Always recorded: whether it changes anything is decided by the flush, against the file
+        // as it is then (the state last read may be stale after a failed flush or another writer).
+        self.state
+            .write()
+            .pending
+            .insert(key.to_vec(), Some(Item { value, kind }));
         Ok(())
     }
 
@@ -439,7 +438,7 @@ impl Store {
         if on_disk != self.state.read().disk.meta {
             let loaded = load(fs, &self.path, true)?;
             let mut s = self.state.write();
-            s.base = loaded.base;
+            s.base = Arc::new(loaded.base);
             s.disk = loaded.disk;
             s.stats.merges += 1;
         }
@@ -451,38 +450,49 @@ impl Store {
                 s.pending.clone(),
                 s.cleared,
                 s.clears,
-                s.base.clone(),
+                Arc::clone(&s.base),
                 s.disk.clone(),
             )
         };
-        let mut target = if cleared {
-            HashMap::new()
-        } else {
-            base.clone()
-        };
-        for (k, v) in &inflight {
-            match v {
-                Some(i) => target.insert(k.clone(), i.clone()),
-                None => target.remove(k),
-            };
+        // MACE puts the same platform-info and device-name values before every flush: a put equal
+        // to what the file holds is no change, so such a flush can still append, or do nothing.
+        let changes: HashMap<Vec<u8>, Option<Item>> = inflight
+            .iter()
+            .filter(|(k, v)| match (v, cleared) {
+                (Some(i), false) => base
+                    .get(*k)
+                    .map_or(true, |b| b.value != i.value || b.kind != i.kind),
+                _ => true,
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if changes.is_empty() && !cleared {
+            drop(base);
+            settle(&mut self.state.write(), inflight);
+            return Ok(());
         }
-        let result = self.write(&target, &inflight, cleared, &base, &disk);
+        let result = self.write(&changes, cleared, &base, &disk);
+        // Dropped before the base is updated, so that an append updates it in place.
+        drop(base);
         let mut s = self.state.write();
         s.stats.process_lock = lock.kind() != LockKind::Unavailable;
         match result {
-            Ok((new_disk, appended, written)) => {
-                s.base = target;
-                s.disk = new_disk;
-                for (k, v) in inflight {
-                    let unchanged = match (s.pending.get(&k), &v) {
-                        (Some(Some(now)), Some(then)) => now.value.same(&then.value),
-                        (Some(None), None) => true,
-                        _ => false,
-                    };
-                    if unchanged {
-                        s.pending.remove(&k);
+            Ok((new_disk, rewritten, written)) => {
+                let appended = rewritten.is_none();
+                match rewritten {
+                    Some(target) => s.base = Arc::new(target),
+                    // An append only adds the batch's keys to what the file held.
+                    None => {
+                        let base = Arc::make_mut(&mut s.base);
+                        for (k, v) in &changes {
+                            if let Some(i) = v {
+                                base.insert(k.clone(), i.clone());
+                            }
+                        }
                     }
                 }
+                s.disk = new_disk;
+                settle(&mut s, inflight);
                 if s.clears == clears {
                     s.cleared = false;
                 }
@@ -507,16 +517,17 @@ impl Store {
         }
     }
 
-    /// Writes `target` to disk, appending when `inflight` only adds keys to an intact checked-1.1
-    /// file; returns the new disk state, whether it appended, and the bytes written.
+    /// Writes `base` (hidden if `cleared`) with `inflight` applied to disk, appending when `inflight`
+    /// only adds keys to an intact checked-1.1 file; returns the new disk state, the entries written
+    /// when it rewrote the file (`None`: it appended `inflight`), and the bytes written.
+    #[allow(clippy::type_complexity)]
     fn write(
         &self,
-        target: &HashMap<Vec<u8>, Item>,
         inflight: &HashMap<Vec<u8>, Option<Item>>,
         cleared: bool,
         base: &HashMap<Vec<u8>, Item>,
         disk: &Disk,
-    ) -> Result<(Disk, bool, u64), Error> {
+    ) -> Result<(Disk, Option<HashMap<Vec<u8>, Item>>, u64), Error> {
         let fs = &*self.opts.fs;
         fn entry_in<'a>((k, i): (&'a Vec<u8>, &'a Item)) -> EntryIn<'a> {
             EntryIn {
@@ -552,12 +563,29 @@ impl Store {
                 h.sync_data().map_err(io_err("sync", &self.path))?;
             }
             let meta = h.meta().map_err(io_err("stat", &self.path))?;
+            // An append is only durable if the name it was made under is.
+            if !disk.name_durable {
+                fs.sync_dir(&parent_dir(&self.path))
+                    .map_err(io_err("sync the directory of", &self.path))?;
+            }
             let new_disk = Disk {
                 meta: Some(meta),
                 checked: Some(append.info),
                 generation: disk.generation,
+                name_durable: true,
             };
-            return Ok((new_disk, true, append.records.len() + append.commit.len()));
+            return Ok((new_disk, None, append.records.len() + append.commit.len()));
+        }
+        let mut target = if cleared {
+            HashMap::new()
+        } else {
+            base.clone()
+        };
+        for (k, v) in inflight {
+            match v {
+                Some(i) => target.insert(k.clone(), i.clone()),
+                None => target.remove(k),
+            };
         }
         let entries: Vec<EntryIn> = target.iter().map(entry_in).collect();
         let params = WriteParams::next(disk.generation);
@@ -571,14 +599,35 @@ impl Store {
             meta,
             checked: enc.info,
             generation: params.generation,
+            name_durable: true,
         };
-        Ok((new_disk, false, written))
+        drop(entries);
+        Ok((new_disk, Some(target), written))
+    }
+}
+
+/// Drops from `pending` the changes of `inflight` that are now on disk, unless they were changed
+/// again meanwhile (a later put or remove of the key stays pending for the next flush).
+fn settle(s: &mut State, inflight: HashMap<Vec<u8>, Option<Item>>) {
+    for (k, v) in inflight {
+        let unchanged = match (s.pending.get(&k), &v) {
+            (Some(Some(now)), Some(then)) => now.value.same(&then.value),
+            (Some(None), None) => true,
+            _ => false,
+        };
+        if unchanged {
+            s.pending.remove(&k);
+        }
     }
 }
 
 /// Reads and decodes `path`; an unreadable file is moved aside when `set_aside` allows.
 fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
-    let Some((bytes, meta)) = fs.read(path).map_err(io_err("read", path))? else {
+    // Checksummed while it is read, piece by piece as each is still in the CPU cache: the decoder
+    // verifies every range from this index instead of reading the whole file a second time.
+    let mut index = format::CrcIndex::new();
+    let read = fs.read_observed(path, &mut |so_far| index.observe(so_far));
+    let Some((bytes, meta)) = read.map_err(io_err("read", path))? else {
         return Ok(Loaded {
             base: HashMap::new(),
             disk: Disk::default(),
@@ -599,7 +648,7 @@ fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
     };
     let file_len = bytes.len() as u64;
     let owner: Backing = Arc::new(bytes);
-    let decoded = format::decode((*owner).as_ref());
+    let decoded = format::decode_indexed((*owner).as_ref(), &index);
     let unreadable = match &decoded {
         Err(e) => Some(e.to_string()),
         Ok(d) if d.entries.is_empty() && file_len > 0 && !d.damage.intact => {
@@ -657,6 +706,7 @@ fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
             meta: Some(meta),
             checked: d.checked,
             generation: d.generation.unwrap_or(0),
+            name_durable: false,
         },
         report: Report {
             missing: false,
