@@ -188,6 +188,38 @@ pub(crate) fn guard(handle: usize, f: impl FnOnce() -> MaceStorageStatus) -> Mac
     }
 }
 
+/// Runs `f` on the object behind a handle (with the handle's number for error messages), or fails
+/// with `MACE_STORAGE_INVALID_ARGUMENT` naming `what` for NULL; panics are caught.
+///
+/// # Safety
+/// `p` is NULL or points to a live object that outlives the call.
+pub(crate) unsafe fn with_handle<T>(
+    p: *const T,
+    what: &str,
+    f: impl FnOnce(&T, usize) -> MaceStorageStatus,
+) -> MaceStorageStatus {
+    let h = p as usize;
+    guard(h, || {
+        // SAFETY: NULL or a live object, per the contract.
+        match unsafe { p.as_ref() } {
+            Some(t) => f(t, h),
+            None => invalid(h, &format!("{what} is NULL")),
+        }
+    })
+}
+
+/// Frees an object handed to C with `Box::into_raw` (NULL is a no-op); a panic in its destructor
+/// is caught.
+///
+/// # Safety
+/// `p` is NULL or came from `Box::into_raw` and is freed once, by no other thread meanwhile.
+pub(crate) unsafe fn free_box<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: per the contract.
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(p) })));
+    }
+}
+
 /// Fails with `MACE_STORAGE_INVALID_ARGUMENT` naming `what`.
 pub(crate) fn invalid(handle: usize, what: &str) -> MaceStorageStatus {
     set_error(handle, &format!("invalid argument: {what}"));

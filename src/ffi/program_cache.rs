@@ -2,7 +2,10 @@
 //! needs no OpenCL headers.
 
 use super::opencl::{Context, Device};
-use super::{bytes, c_path, guard, invalid, set_error, MaceStorageStatus, MaceStorageValue};
+use super::{
+    bytes, c_path, free_box, guard, invalid, set_error, with_handle, MaceStorageStatus,
+    MaceStorageValue,
+};
 use crate::io::posix::PosixFs;
 use crate::program_cache::{self, CacheError, CacheOptions, ProgramCache, ReusePolicy};
 use crate::store::Error;
@@ -129,12 +132,8 @@ pub unsafe extern "C" fn mace_program_cache_open(
 /// `c` is NULL or an open handle not used by another thread.
 #[no_mangle]
 pub unsafe extern "C" fn mace_program_cache_close(c: *mut MaceProgramCache) {
-    if !c.is_null() {
-        // SAFETY: `c` came from Box::into_raw in `mace_program_cache_open` and is closed once.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            drop(unsafe { Box::from_raw(c) })
-        }));
-    }
+    // SAFETY: `c` came from Box::into_raw in `mace_program_cache_open` and is closed once.
+    unsafe { free_box(c) }
 }
 
 /// The arguments every program call shares, checked.
@@ -173,14 +172,8 @@ fn with_cache(
     c: *const MaceProgramCache,
     f: impl FnOnce(&ProgramCache, usize) -> MaceStorageStatus,
 ) -> MaceStorageStatus {
-    let h = c as usize;
-    guard(h, || {
-        // SAFETY: every caller passes NULL or an open handle, per its contract.
-        match unsafe { c.as_ref() } {
-            Some(pc) => f(&pc.cache, h),
-            None => invalid(h, "cache is NULL"),
-        }
-    })
+    // SAFETY: every caller passes NULL or an open handle, per its contract.
+    unsafe { with_handle(c, "cache", |pc, h| f(&pc.cache, h)) }
 }
 
 /// Builds a program for one device: from the cached binary if a valid one exists (a binary the

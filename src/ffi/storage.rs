@@ -1,8 +1,8 @@
 //! The key-value store through the C ABI.
 
 use super::{
-    bytes, c_path, guard, invalid, last_error, log, set_error, MaceStorageLogLevel,
-    MaceStorageStatus,
+    bytes, c_path, free_box, guard, invalid, last_error, log, set_error, with_handle,
+    MaceStorageLogLevel, MaceStorageStatus,
 };
 use crate::format::Format;
 use crate::program_cache::{self, Guard};
@@ -335,12 +335,8 @@ pub unsafe extern "C" fn mace_storage_open_bytes(
 /// `s` is NULL or a handle from `mace_storage_open*` not yet closed, not in use by another thread.
 #[no_mangle]
 pub unsafe extern "C" fn mace_storage_close(s: *mut MaceStorage) {
-    if !s.is_null() {
-        // SAFETY: `s` came from Box::into_raw in `boxed` and is closed once.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            drop(unsafe { Box::from_raw(s) })
-        }));
-    }
+    // SAFETY: `s` came from Box::into_raw in `boxed` and is closed once, per the contract.
+    unsafe { free_box(s) }
 }
 
 /// Looks `key` up; on success `*out` receives a value to free with `mace_storage_value_free`.
@@ -410,12 +406,8 @@ pub unsafe extern "C" fn mace_storage_value_data(
 /// `v` is NULL or a value from `mace_storage_get` not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn mace_storage_value_free(v: *mut MaceStorageValue) {
-    if !v.is_null() {
-        // SAFETY: `v` came from Box::into_raw in `mace_storage_get` and is freed once.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            drop(unsafe { Box::from_raw(v) })
-        }));
-    }
+    // SAFETY: `v` came from Box::into_raw in `mace_storage_get` and is freed once, per the contract.
+    unsafe { free_box(v) }
 }
 
 /// Runs `f` on the store behind a handle, or fails with INVALID_ARGUMENT for NULL.
@@ -423,14 +415,8 @@ fn with_store(
     s: *const MaceStorage,
     f: impl FnOnce(&MaceStorage, usize) -> MaceStorageStatus,
 ) -> MaceStorageStatus {
-    let h = s as usize;
-    guard(h, || {
-        // SAFETY: every caller passes NULL or an open handle, per its own contract.
-        match unsafe { s.as_ref() } {
-            Some(st) => f(st, h),
-            None => invalid(h, "storage is NULL"),
-        }
-    })
+    // SAFETY: every caller passes NULL or an open handle, per its own contract.
+    unsafe { with_handle(s, "storage", f) }
 }
 
 /// Sets `key` to a copy of `value` (not durable until `mace_storage_flush`).
