@@ -468,6 +468,18 @@ impl Store {
             .collect();
         if changes.is_empty() && !cleared {
             drop(base);
+            // The puts are in the file as read. Before saying they are committed, make sure that
+            // file is durable: it may have been left unsynced (a rename whose directory sync
+            // failed, a writer that died before its fsync).
+            if !disk.name_durable && disk.meta.is_some() {
+                let mut h = fs
+                    .open_existing(&self.path)
+                    .map_err(io_err("open", &self.path))?;
+                h.sync_all().map_err(io_err("sync", &self.path))?;
+                fs.sync_dir(&parent_dir(&self.path))
+                    .map_err(io_err("sync the directory of", &self.path))?;
+                self.state.write().disk.name_durable = true;
+            }
             settle(&mut self.state.write(), inflight);
             return Ok(());
         }
