@@ -32,31 +32,6 @@ const EIO: i32 = 5;
 /// ENOSPC.
 const ENOSPC: i32 = 28;
 
-/// Set (to anything) to step around the known bugs listed below, so a long fuzzing run explores past
-/// them instead of stopping at the first rediscovery. `tests/fuzz_regressions.rs` never sets it.
-///
-/// 1. A mace-1.0 file whose last value ends with the checked-1.0 footer magic `MSTORF10` is read as a
-///    damaged checked-1.0 file (`tests/fuzz_corpus/roundtrip/crash-mace10-value-ends-with-footer-magic`).
-/// 2. An append does not make the file's name durable: when a flush failed at the directory sync after
-///    its rename (the new file is visible but its name is not durable), a later flush, in the same
-///    process or after a restart, may append to that file and return `Ok`; a power loss then loses the
-///    whole file, the appended changes included (`tests/fuzz_corpus/store_ops/crash-append-after-*`).
-/// 3. `Store::put` drops a put whose value equals the one in the store's last-read state (`base`), but
-///    after a failed flush that state may be stale (the failed flush may have replaced the file): the
-///    put is lost, either by a later flush that returns `Ok` without writing it, or by the reload of a
-///    later flush (`tests/fuzz_corpus/store_ops/crash-put-equal-to-stale-base-is-lost`,
-///    `crash-failed-flush-reload-drops-put`).
-pub const TOLERATE_KNOWN_BUGS: &str = "MACE_FUZZ_TOLERATE_KNOWN";
-
-fn tolerate_known_bugs() -> bool {
-    std::env::var_os(TOLERATE_KNOWN_BUGS).is_some()
-}
-
-/// Known bug 1: a mace-1.0 file ending with the checked-1.0 footer magic.
-fn mace10_with_footer_magic(format: Format, file: &[u8]) -> bool {
-    format == Format::Mace10 && file.ends_with(b"MSTORF10")
-}
-
 /// Keys that inputs pick by index, so collisions (overwrites, removals) are common.
 pub const KEY_POOL: [&[u8]; 8] = [
     PLATFORM_INFO_KEY,
@@ -379,13 +354,9 @@ pub fn torn_write(file: &[u8], offset: usize, bytes: &[u8], mask: u64) -> Vec<u8
 pub fn check_roundtrip(data: &[u8]) {
     let case = roundtrip_case(data);
     let entries = &case.entries;
-    let tolerate = tolerate_known_bugs();
     for format in Format::WRITABLE {
         let enc = encode(format, &ins(entries), PARAMS).expect("encode");
         let bytes = enc.out.to_vec();
-        if tolerate && mace10_with_footer_magic(format, &bytes) {
-            continue;
-        }
         assert_eq!(bytes.len() as u64, enc.out.len());
         assert_eq!(bytes, enc.out.slices().concat());
         let d = decode(&bytes).unwrap_or_else(|e| panic!("{format}: {e}"));
@@ -628,11 +599,6 @@ struct Harness {
     changed: bool,
     /// The filesystem calls of the last flush.
     last_flush: Vec<String>,
-    /// Step around the known bugs (see [`TOLERATE_KNOWN_BUGS`]).
-    tolerate: bool,
-    /// Known bug 2: a failed flush may have renamed the file into place without making the name
-    /// durable, and no rewrite or crash has settled it since.
-    name_uncertain: bool,
     /// Whether the file is as a completed write left it: a flush that wrote succeeded since the last
     /// failed flush, and no crash or restart found it damaged since.
     clean: bool,
@@ -701,17 +667,6 @@ impl Harness {
         self.fs.clear_faults();
         self.open();
         let got = self.state_of();
-        let file = self.fs.read_file(PATH).unwrap_or_default();
-        if self.tolerate && mace10_with_footer_magic(self.format, &file) {
-            self.possible = vec![got.clone()];
-            self.current = got;
-            self.changed = false;
-            self.clean = false;
-            return;
-        }
-        if crashed {
-            self.name_uncertain = false;
-        }
         if !self.possible.contains(&got) {
             self.fail(&format!(
                 "after {}: {} is none of the states the file may hold:\n  {}",
@@ -740,28 +695,20 @@ impl Harness {
         self.changed = false;
     }
 
-    /// A flush that succeeded commits the current state; `before` is [`Harness::counts`] before it.
-    fn flushed(&mut self, before: (u64, u64)) {
+    /// A flush that succeeded commits the current state; `before` is [`Harness::flushes`] before it.
+    fn flushed(&mut self, before: u64) {
         self.last_flush = self.fs.trace();
-        let (flushes, appends) = self.counts();
-        let wrote = flushes > before.0;
-        let appended = appends > before.1;
-        if wrote && !appended {
-            self.name_uncertain = false;
-        }
-        if self.tolerate && self.name_uncertain && appended {
-            self.possible.push(self.current.clone());
-        } else if self.changed || self.possible.len() == 1 {
+        let wrote = self.flushes() > before;
+        if self.changed || self.possible.len() == 1 {
             self.possible = vec![self.current.clone()];
         }
         self.clean |= wrote;
         self.changed = false;
     }
 
-    /// The store's (flushes, appends) counters.
-    fn counts(&self) -> (u64, u64) {
-        let s = self.store().stats();
-        (s.flushes, s.appends)
+    /// How many flushes of the store wrote something.
+    fn flushes(&self) -> u64 {
+        self.store().stats().flushes
     }
 }
 
@@ -800,8 +747,6 @@ pub fn run_store_ops(data: &[u8]) {
         changed: false,
         clean: true,
         last_flush: Vec::new(),
-        tolerate: tolerate_known_bugs(),
-        name_uncertain: false,
         log: vec![format!("format {format}")],
     };
     h.open();
@@ -818,12 +763,6 @@ pub fn run_store_ops(data: &[u8]) {
                 } else {
                     ValueKind::Bytes
                 };
-                let stale =
-                    h.possible.len() > 1 && h.possible.iter().any(|s| s.get(&key) == Some(&value));
-                if h.tolerate && stale {
-                    h.log.push("put skipped (known bug 3)".into());
-                    continue;
-                }
                 h.log.push(format!(
                     "put {:?} {}B {kind:?}",
                     String::from_utf8_lossy(&key),
@@ -857,7 +796,7 @@ pub fn run_store_ops(data: &[u8]) {
             8..=10 => {
                 h.log.push("flush".into());
                 h.fs.reset_calls();
-                let before = h.counts();
+                let before = h.flushes();
                 if let Err(e) = h.store().flush() {
                     h.fail(&format!("flush failed without a fault: {e}"));
                 }
@@ -896,7 +835,7 @@ pub fn run_store_ops(data: &[u8]) {
                 h.log.push(format!("flush with call {n} failing: {kind:?}"));
                 h.fs.reset_calls();
                 h.fs.fail_at(n, kind);
-                let before = h.counts();
+                let before = h.flushes();
                 let result = h.store().flush();
                 let reached = h.fs.calls() >= n;
                 h.fs.clear_faults();
@@ -917,7 +856,6 @@ pub fn run_store_ops(data: &[u8]) {
                 } else {
                     h.possible.push(h.current.clone());
                     h.clean = false;
-                    h.name_uncertain = true;
                 }
                 if kind == FailKind::Crash {
                     // The process died in the flush (or right after it): power loss, restart.
