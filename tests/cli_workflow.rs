@@ -480,7 +480,7 @@ fn export_compile_run(t: &TempDir, input: &Path, names: Option<(&str, &str)>) ->
     );
     assert!(source.contains("static const unsigned char kData["));
     assert!(
-        !source.contains(&t.0.display().to_string()),
+        !source.contains(&t.dir().display().to_string()),
         "no machine paths"
     );
 

@@ -95,7 +95,7 @@ fn a_death_right_after_reading_a_binary_evicts_it_and_a_later_one_nothing() {
         die_after_mark(r[0], r[1], r[2].parse().unwrap(), r[3].parse().unwrap());
     }
     let test = "a_death_right_after_reading_a_binary_evicts_it_and_a_later_one_nothing";
-    let path = common::temp_dir("guard").join("mace_cl_compiled_program.bin");
+    let (_dir, path) = common::temp_path("guard", "mace_cl_compiled_program.bin");
     let s = open(&path, &options(0, false));
     put_all(s, &["conv_2d -DA", "eltwise -DB", "pooling -DC"]);
     // SAFETY: an open store, closed once.
@@ -122,7 +122,7 @@ fn three_deaths_in_a_row_set_the_cache_aside() {
         die_after_mark(r[0], r[1], 0, 3000);
     }
     let test = "three_deaths_in_a_row_set_the_cache_aside";
-    let path = common::temp_dir("crashloop").join("mace_cl_compiled_program.bin");
+    let (_dir, path) = common::temp_path("crashloop", "mace_cl_compiled_program.bin");
     let s = open(&path, &options(0, false));
     put_all(s, &["a", "b", "c", "d", "e"]);
     // SAFETY: an open store, closed once.
@@ -164,7 +164,7 @@ fn an_os_build_change_drops_the_cache_and_the_same_build_keeps_it() {
         return;
     }
     let test = "an_os_build_change_drops_the_cache_and_the_same_build_keeps_it";
-    let path = common::temp_dir("osbuild").join("cache.bin");
+    let (_dir, path) = common::temp_path("osbuild", "cache.bin");
     let p = path.to_str().unwrap();
     let os = |id| [("MACE_STORAGE_OS_BUILD_ID", id)];
     assert!(child(

@@ -50,13 +50,13 @@ fn build(pc: &ProgramCache) {
     c.cl.release(p);
 }
 
-fn fresh(name: &str) -> PathBuf {
-    common::temp_dir(name).join("cache.bin")
+fn fresh(name: &str) -> (tempfile::TempDir, PathBuf) {
+    common::temp_path(name, "cache.bin")
 }
 
 #[test]
 fn second_start_builds_from_the_cache() {
-    let path = fresh("warm");
+    let (_dir, path) = fresh("warm");
     {
         let pc = open(&path, "os-1");
         build(&pc);
@@ -80,7 +80,7 @@ fn second_start_builds_from_the_cache() {
 
 #[test]
 fn an_os_update_invalidates_and_the_same_fingerprint_keeps() {
-    let path = fresh("ota");
+    let (_dir, path) = fresh("ota");
     build(&open(&path, "build-A"));
     let same = open(&path, "build-A");
     build(&same);
@@ -95,7 +95,7 @@ fn an_os_update_invalidates_and_the_same_fingerprint_keeps() {
 
 #[test]
 fn a_damaged_entry_never_reaches_the_driver() {
-    let path = fresh("damaged");
+    let (_dir, path) = fresh("damaged");
     build(&open(&path, ""));
     let mut file = std::fs::read(&path).unwrap();
     let at = file.windows(7).position(|w| w == b"poclbin").unwrap() + 4000;
@@ -116,7 +116,7 @@ fn a_damaged_entry_never_reaches_the_driver() {
 
 #[test]
 fn a_binary_the_driver_rejects_is_evicted_and_rebuilt() {
-    let path = fresh("rejected");
+    let (_dir, path) = fresh("rejected");
     let pc = open(&path, "");
     pc.put_binary(
         cl().dev,
@@ -145,7 +145,7 @@ fn a_binary_that_crashes_the_driver_is_evicted_by_the_next_start() {
         build(&pc); // dies inside the driver
         return;
     }
-    let path = fresh("crash");
+    let (_dir, path) = fresh("crash");
     let good = {
         let pc = open(&path, "");
         build(&pc);

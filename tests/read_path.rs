@@ -4,6 +4,8 @@
 //! keeps exactly what the plain decoder keeps, and a file larger than the platform can hold is
 //! refused, never read truncated (32-bit targets).
 
+mod common;
+
 use mace_storage::format::{self, EntryIn, Format, ValueKind, WriteParams};
 use mace_storage::io::{buffer_len, posix::PosixFs, Fs, MAX_BUFFER};
 use mace_storage::store::{Options, Store};
@@ -53,20 +55,10 @@ fn encode(f: Format, e: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
         .to_vec()
 }
 
-fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "mace-storage-read-path-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn the_posix_read_observes_the_buffer_as_it_grows() {
-    let d = tmpdir("observe");
-    let p = d.join("f.bin");
+    let d = common::temp_dir("observe");
+    let p = d.path().join("f.bin");
     let mut rng = Rng(5);
     let data: Vec<u8> = (0..1_000_003).map(|_| rng.next() as u8).collect();
     std::fs::write(&p, &data).unwrap();
@@ -90,22 +82,23 @@ fn the_posix_read_observes_the_buffer_as_it_grows() {
     let (empty, _) = PosixFs.read_observed(&p, &mut |_| {}).unwrap().unwrap();
     assert!(empty.is_empty());
     assert!(PosixFs
-        .read_observed(&d.join("absent"), &mut |_| panic!("nothing to observe"))
+        .read_observed(&d.path().join("absent"), &mut |_| panic!(
+            "nothing to observe"
+        ))
         .unwrap()
         .is_none());
-    std::fs::remove_dir_all(d).unwrap();
 }
 
 #[test]
 fn a_store_opened_from_disk_keeps_what_the_decoder_keeps() {
-    let d = tmpdir("store");
+    let d = common::temp_dir("store");
     let mut rng = Rng(17);
     let e = entries(&mut rng);
     for f in Format::WRITABLE {
         let mut file = encode(f, &e);
         let at = file.len() / 3;
         file[at] ^= 0x10;
-        let p = d.join(format!("{f}.bin"));
+        let p = d.path().join(format!("{f}.bin"));
         std::fs::write(&p, &file).unwrap();
         let decoded = format::decode(&file).unwrap();
         let s = Store::open(
@@ -134,7 +127,6 @@ fn a_store_opened_from_disk_keeps_what_the_decoder_keeps() {
             assert_eq!(s.get(key).as_deref(), Some(entry.value.bytes(&file)), "{f}");
         }
     }
-    std::fs::remove_dir_all(d).unwrap();
 }
 
 #[test]

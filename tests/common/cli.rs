@@ -1,9 +1,8 @@
 //! Helpers for the tests that run the `mace-cache` binary.
 
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::golden;
 
@@ -11,28 +10,22 @@ use super::golden;
 pub const BIN: &str = env!("CARGO_BIN_EXE_mace-cache");
 
 /// A fresh directory under the system temp dir, removed when dropped.
-pub struct TempDir(pub PathBuf);
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     /// Creates a directory with a name unique to this process and call.
     pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mace-cache-cli-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
+        TempDir(super::temp_dir(&format!("cli-{tag}")))
+    }
+
+    /// The directory itself.
+    pub fn dir(&self) -> &Path {
+        self.0.path()
     }
 
     /// A path inside the directory.
     pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
+        self.0.path().join(name)
     }
 
     /// Writes `bytes` to `name` inside the directory and returns its path.
@@ -45,13 +38,6 @@ impl TempDir {
     /// Copies a golden file into the directory and returns the copy's path.
     pub fn copy_golden(&self, name: &str) -> PathBuf {
         self.write(name, &golden(name))
-    }
-}
-
-impl Drop for TempDir {
-    /// Removes the directory and everything in it.
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

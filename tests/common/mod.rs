@@ -13,14 +13,15 @@ pub type PbField<'a> = (u64, u8, &'a [u8]);
 /// A protobuf field with its byte span.
 pub type PbSpan<'a> = (u64, u8, &'a [u8], Range<usize>);
 
-/// The golden files written by MACE's own FileStorage (read-only).
+/// The golden files written by MACE's own FileStorage (the repository's `tests/golden`, read-only).
 pub fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/golden")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
-/// The bytes of a golden file.
+/// The bytes of a golden file; a missing fixture fails with the path looked in.
 pub fn golden(name: &str) -> Vec<u8> {
-    std::fs::read(golden_dir().join(name)).unwrap_or_else(|e| panic!("golden file {name}: {e}"))
+    let path = golden_dir().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("golden file {}: {e}", path.display()))
 }
 
 /// The golden manifest.
@@ -28,12 +29,19 @@ pub fn manifest() -> serde_json::Value {
     serde_json::from_slice(&golden("manifest.json")).expect("manifest.json parses")
 }
 
-/// A fresh empty directory for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mace-storage-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh empty directory for one test, removed with everything in it when dropped.
+pub fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mace-storage-{name}-"))
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// A path named `file` in a fresh directory; the directory lives as long as the returned guard.
+pub fn temp_path(name: &str, file: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = temp_dir(name);
+    let path = dir.path().join(file);
+    (dir, path)
 }
 
 /// Lowercase hex.
