@@ -31,6 +31,8 @@ pub enum ReusePolicy {
     SameGpu,
 }
 
+/// The stored names of the fields, in the order of [`Fingerprint::fields`] and
+/// [`Fingerprint::fields_mut`]: the one table the stored form is written and read by.
 const FIELDS: [&str; 8] = [
     "platform_name",
     "platform_profile",
@@ -56,13 +58,27 @@ impl Fingerprint {
         ]
     }
 
-    /// The stored form: one `name=value` line per field (newlines in values escaped).
+    fn fields_mut(&mut self) -> [&mut String; 8] {
+        [
+            &mut self.platform_name,
+            &mut self.platform_profile,
+            &mut self.platform_version,
+            &mut self.device_name,
+            &mut self.device_version,
+            &mut self.driver_version,
+            &mut self.os_build_id,
+            &mut self.app_version,
+        ]
+    }
+
+    /// The stored form: one `name=value` line per field, with `\\`, `\n` and `\r` escaped so
+    /// that any value reads back unchanged.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut s = String::new();
         for (name, value) in FIELDS.iter().zip(self.fields()) {
             s.push_str(name);
             s.push('=');
-            s.push_str(&value.replace('\\', "\\\\").replace('\n', "\\n"));
+            escape_into(&mut s, value);
             s.push('\n');
         }
         s.into_bytes()
@@ -71,23 +87,13 @@ impl Fingerprint {
     /// Parses the stored form; unknown lines are ignored, missing fields are empty.
     pub fn parse(b: &[u8]) -> Fingerprint {
         let mut f = Fingerprint::default();
-        for line in String::from_utf8_lossy(b).lines() {
+        for line in String::from_utf8_lossy(b).split('\n') {
             let Some((name, value)) = line.split_once('=') else {
                 continue;
             };
-            let value = value.replace("\\n", "\n").replace("\\\\", "\\");
-            let slot = match name {
-                "platform_name" => &mut f.platform_name,
-                "platform_profile" => &mut f.platform_profile,
-                "platform_version" => &mut f.platform_version,
-                "device_name" => &mut f.device_name,
-                "device_version" => &mut f.device_version,
-                "driver_version" => &mut f.driver_version,
-                "os_build_id" => &mut f.os_build_id,
-                "app_version" => &mut f.app_version,
-                _ => continue,
-            };
-            *slot = value;
+            if let Some(i) = FIELDS.iter().position(|&n| n == name) {
+                *f.fields_mut()[i] = unescape(value);
+            }
         }
         f
     }
@@ -135,6 +141,42 @@ impl Fingerprint {
             }
         }
     }
+}
+
+/// Appends `value` with the three characters that would end or bend a line escaped.
+fn escape_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The inverse of [`escape_into`], in one pass, so an escaped backslash is never read again as the
+/// start of another escape (`C:\\new` stays `C:\new`). An unknown escape keeps its backslash.
+fn unescape(stored: &str) -> String {
+    let mut out = String::with_capacity(stored.len());
+    let mut chars = stored.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 /// The token after `label` in `s` (e.g. `Remote Branch: refs/tags/X` -> `refs/tags/X`).
@@ -211,6 +253,27 @@ mod tests {
         let mut f = adreno("OpenCL 2.0 QUALCOMM build: Date: 10/01/18 Remote Branch: refs/tags/A");
         f.os_build_id = "brand/x:11/RQ3A\nline".into();
         assert_eq!(Fingerprint::parse(&f.to_bytes()), f);
+    }
+
+    #[test]
+    fn a_backslash_before_n_is_kept_as_written() {
+        let f = Fingerprint {
+            app_version: r"C:\new\n\\r".into(),
+            os_build_id: "ends in a carriage return\r".into(),
+            ..Fingerprint::default()
+        };
+        assert_eq!(Fingerprint::parse(&f.to_bytes()), f);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_fingerprint_round_trips(values in proptest::collection::vec(".*", 8)) {
+            let mut f = Fingerprint::default();
+            for (slot, v) in f.fields_mut().into_iter().zip(values) {
+                *slot = v;
+            }
+            proptest::prop_assert_eq!(Fingerprint::parse(&f.to_bytes()), f);
+        }
     }
 
     #[test]
