@@ -12,6 +12,8 @@ echo "== cargo test"
 cargo test --locked
 echo "== C/C++ tests (cpp_tests, ctest)"
 scripts/cpp-tests.sh
+# Consumer builds (add_subdirectory, install + find_package, pkg-config, ar -M, version script).
+scripts/consumer-tests.sh
 echo "== C/C++ tests under AddressSanitizer + UBSan"
 scripts/cpp-tests.sh --sanitize
 echo "== Android cross builds and the Rust tests on aarch64 under qemu-user (scripts/cross.sh)"
