@@ -11,6 +11,7 @@
 #   5. no global symbol of the archive matches a pattern of MACE's version script, and the shipped
 #      archive carries no LLVM bitcode;
 #   6. a consumer build compiles no cbindgen (nor syn): the header is generated only on request;
+#      and bazel/ swaps the drop-in into a stand-in MACE Bazel workspace (scripts/bazel-test.sh);
 #   7. the committed header is what cbindgen generates (cargo test --features regenerate-header).
 # Every CMake build shares one cargo target dir, build/cargo (as scripts/cpp-tests.sh does), so the
 # release archive is built once. Output: build/consumers.
@@ -155,6 +156,9 @@ for s in "${symbols[@]}"; do
 done
 [ $bad = 0 ] || fail "exported names of the archive would be exported by libmace.so"
 echo "   ${#symbols[@]} global names, none matches the ${#patterns[@]} patterns; no bitcode"
+
+# 6. Bazel: bazel/ on a stand-in MACE workspace, offline.
+scripts/bazel-test.sh
 
 # 7. Header freshness (cbindgen compiled here, on request).
 echo "== cargo test --features regenerate-header --test header"

@@ -1,5 +1,6 @@
-// An app linked against the merged libmace_static.a alone: MACE's FileStorage (the drop-in), the
-// rest of `core`, and the C API all resolve from it. Argument: a directory for the cache file.
+// An app linked against the merged libmace_static.a alone (CMake), or against the Bazel stand-in
+// core (scripts/bazel-test.sh): MACE's FileStorage (the drop-in), the rest of `core`, and the C
+// API all resolve from it. Argument: a directory for the cache file.
 #include <stdio.h>
 #include <string.h>
 
@@ -41,6 +42,6 @@ int main(int argc, char **argv) {
   mace_storage_value_free(v);
   mace_storage_close(s);
   if (!same) return 1;
-  printf("app: libmace_static.a works: the drop-in wrote, the C API read back\n");
+  printf("app: the drop-in wrote the cache, the C API read it back\n");
   return 0;
 }
