@@ -8,7 +8,8 @@ file(STRINGS "${MACE_STORAGE_LIBS_FILE}" MACE_STORAGE_NATIVE_LIBS LIMIT_COUNT 1)
 string(STRIP "${MACE_STORAGE_NATIVE_LIBS}" MACE_STORAGE_NATIVE_LIBS)
 separate_arguments(MACE_STORAGE_NATIVE_LIBS_LIST UNIX_COMMAND "${MACE_STORAGE_NATIVE_LIBS}")
 
-set(stage "${CMAKE_CURRENT_BINARY_DIR}/mace_storage/install")
+# Written in the build dir (cmake --install runs from anywhere), then installed.
+set(stage "${MACE_STORAGE_STAGE}")
 configure_file("${MACE_STORAGE_TEMPLATES}/MaceStorageInstalledConfig.cmake.in"
                "${stage}/MaceStorageConfig.cmake" @ONLY)
 configure_file("${MACE_STORAGE_TEMPLATES}/mace-storage.pc.in" "${stage}/mace-storage.pc" @ONLY)

@@ -26,6 +26,8 @@ mkdir -p "$out"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# What the checkout holds before: the builds and installs must write nothing into it.
+tree_before=$(git status --porcelain --untracked-files=all 2>/dev/null || true)
 # configure_and_build NAME SOURCE [CMAKE ARGS...]: logs to $out/NAME.log.
 configure_and_build() {
   local name=$1 src=$2
@@ -163,4 +165,8 @@ scripts/bazel-test.sh
 # 7. Header freshness (cbindgen compiled here, on request).
 echo "== cargo test --features regenerate-header --test header"
 cargo test --locked --features regenerate-header --test header
+if [ "$(git status --porcelain --untracked-files=all 2>/dev/null || true)" != "$tree_before" ]; then
+  git status --short >&2
+  fail "the consumer builds wrote files into the source tree"
+fi
 echo "== consumer-tests.sh: all passed in $((SECONDS - start)) s"
