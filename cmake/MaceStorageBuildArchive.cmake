@@ -11,9 +11,9 @@
 # (MACE's libmace_static.a) then writes a symbol index without any mace_storage_* symbol. The
 # linker never needs those sections: ARCHIVE_OUT is ARCHIVE_IN without them.
 #
-# Why the record: `--print native-static-libs` is printed only when rustc runs, so the list is kept
-# in the cargo target dir for every later build that finds the archive up to date (several build
-# dirs may share one target dir).
+# Why the record: rustc prints `native-static-libs` when it compiles the crate, and cargo replays
+# that output for an up-to-date crate only if the command that compiled it asked for the print. The
+# list is kept in the cargo target dir (which several build dirs may share) for `cmake --install`.
 
 function(_run_cargo out_err)
   set(args rustc --lib --release --locked --manifest-path "${MANIFEST}")
