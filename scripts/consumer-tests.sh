@@ -46,7 +46,8 @@ no_cbindgen() {
 }
 
 echo "== the header generator is not in a consumer's dependency graph"
-cargo tree --locked --edges normal,build --prefix none --format '{p}' > "$out/cargo-tree.txt"
+# The graph a consumer's cargo build compiles (the library, default features, any target).
+cargo tree --locked --edges normal,build --target all --prefix none --format '{p}' > "$out/cargo-tree.txt"
 if grep -E "^(cbindgen|syn) " "$out/cargo-tree.txt"; then
   fail "cbindgen or syn is a default (build-)dependency"
 fi
