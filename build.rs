@@ -1,10 +1,19 @@
-//! Generates the C header from src/ffi into OUT_DIR; `scripts/refresh-header.sh` copies it to
-//! include/, and a test fails when the committed copy is stale.
-
-use std::env;
-use std::path::PathBuf;
+//! With the `regenerate-header` feature, generates the C header from src/ffi into OUT_DIR:
+//! `scripts/refresh-header.sh` copies it to include/, and tests/header.rs fails when the committed
+//! copy is stale. Without it (every consumer build) nothing is generated and cbindgen is not even
+//! compiled: the committed include/mace_storage.h is the header.
 
 fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    #[cfg(feature = "regenerate-header")]
+    generate();
+}
+
+#[cfg(feature = "regenerate-header")]
+fn generate() {
+    use std::env;
+    use std::path::PathBuf;
+
     let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("mace_storage.h");
     println!("cargo:rerun-if-changed=src/ffi");

@@ -1,6 +1,14 @@
 # The package version is the library's, read from its C header; 0.x releases are compatible within
 # one minor version, later ones within one major version.
-file(STRINGS "${CMAKE_CURRENT_LIST_DIR}/../include/mace_storage.h" _mace_storage_version_line
+# The header is in ../include in the source tree, in <prefix>/include when installed in
+# <prefix>/lib/cmake/MaceStorage or <prefix>/lib/<multiarch>/cmake/MaceStorage.
+foreach(_mace_storage_up ".." "../../.." "../../../..")
+  set(_mace_storage_header "${CMAKE_CURRENT_LIST_DIR}/${_mace_storage_up}/include/mace_storage.h")
+  if(EXISTS "${_mace_storage_header}")
+    break()
+  endif()
+endforeach()
+file(STRINGS "${_mace_storage_header}" _mace_storage_version_line
      REGEX "^#define MACE_STORAGE_VERSION \"[0-9]+\\.[0-9]+\\.[0-9]+\"")
 string(REGEX REPLACE ".*\"([0-9.]+)\".*" "\\1" PACKAGE_VERSION "${_mace_storage_version_line}")
 string(REGEX MATCH "^[0-9]+\\.[0-9]+" _mace_storage_minor "${PACKAGE_VERSION}")

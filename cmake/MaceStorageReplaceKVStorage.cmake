@@ -1,13 +1,17 @@
-# mace_storage_replace_kv_storage(<target> [MACE_1_0] [STRICT_FLUSH])
+# mace_storage_replace_kv_storage(<target> [MACE_1_0] [STRICT_FLUSH] [GUARD_WINDOW_MS <ms>])
 #
 # Swaps MACE's storage layer in <target> (MACE's `core` library) for mace-storage: removes every
 # source whose path ends in mace/core/kv_storage.cc, adds the drop-in src/cpp/mace_kv_storage.cc,
-# and links MaceStorage::mace_storage.
-#   MACE_1_0      the MACE beside it is v0.12-v1.0: write the format it reads (MACE_STORAGE_MACE_1_0)
-#   STRICT_FLUSH  a failed flush returns -1 (MACE aborts) instead of 0 (MACE_STORAGE_STRICT_FLUSH)
+# and links MaceStorage::mace_storage into <target> only: targets that link <target> get the
+# archive on their link line but not its include directory, so they do not recompile when the
+# drop-in is switched on or off.
+#   MACE_1_0         the MACE beside it is v0.12-v1.0: write the format it reads (MACE_STORAGE_MACE_1_0)
+#   STRICT_FLUSH     a failed flush returns -1 (MACE aborts) instead of 0 (MACE_STORAGE_STRICT_FLUSH)
+#   GUARD_WINDOW_MS  the crash-loop guard's window in milliseconds, a definition on the drop-in
+#                    source alone (MACE_STORAGE_GUARD_WINDOW_MS; default 2000; needs CMake 3.18)
 # Fails when <target> has no kv_storage.cc, since the drop-in would then clash with MACE's own.
 function(mace_storage_replace_kv_storage target)
-  cmake_parse_arguments(arg "MACE_1_0;STRICT_FLUSH" "" "" ${ARGN})
+  cmake_parse_arguments(arg "MACE_1_0;STRICT_FLUSH" "GUARD_WINDOW_MS" "" ${ARGN})
   if(NOT TARGET ${target})
     message(FATAL_ERROR "mace_storage_replace_kv_storage: no target named ${target}")
   endif()
@@ -36,12 +40,25 @@ function(mace_storage_replace_kv_storage target)
   # Property appends instead of target_link_libraries, which must not mix its keyword and plain
   # forms on one target and so cannot know which form MACE's own CMakeLists used.
   set_property(TARGET ${target} APPEND PROPERTY LINK_LIBRARIES MaceStorage::mace_storage)
-  set_property(TARGET ${target} APPEND PROPERTY INTERFACE_LINK_LIBRARIES MaceStorage::mace_storage)
+  set_property(TARGET ${target} APPEND PROPERTY INTERFACE_LINK_LIBRARIES
+               "$<LINK_ONLY:MaceStorage::mace_storage>")
   if(arg_MACE_1_0)
     set_property(TARGET ${target} APPEND PROPERTY COMPILE_DEFINITIONS MACE_STORAGE_MACE_1_0)
   endif()
   if(arg_STRICT_FLUSH)
     set_property(TARGET ${target} APPEND PROPERTY COMPILE_DEFINITIONS MACE_STORAGE_STRICT_FLUSH)
+  endif()
+  if(DEFINED arg_GUARD_WINDOW_MS)
+    if(NOT arg_GUARD_WINDOW_MS MATCHES "^[1-9][0-9]*$")
+      message(FATAL_ERROR "mace_storage_replace_kv_storage: GUARD_WINDOW_MS must be a positive "
+                          "number of milliseconds, not '${arg_GUARD_WINDOW_MS}'")
+    endif()
+    if(CMAKE_VERSION VERSION_LESS 3.18)
+      message(FATAL_ERROR "mace_storage_replace_kv_storage: GUARD_WINDOW_MS needs CMake 3.18")
+    endif()
+    # A source property of the target's directory: only the drop-in recompiles when it changes.
+    set_property(SOURCE "${dropin}" TARGET_DIRECTORY ${target} APPEND PROPERTY
+                 COMPILE_DEFINITIONS "MACE_STORAGE_GUARD_WINDOW_MS=${arg_GUARD_WINDOW_MS}")
   endif()
   message(STATUS "MaceStorage: ${target}: replaced ${removed} with ${dropin}")
 endfunction()

@@ -48,7 +48,7 @@ std::string Get(const MaceStorage *s, const std::string &key) {
 MaceStorageOpenReport ReportOf(const MaceStorage *s) {
   MaceStorageOpenReport r;
   memset(&r, 0xAB, sizeof r);
-  EXPECT_EQ(MACE_STORAGE_OK, mace_storage_open_report(s, &r));
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage_open_findings(s, &r));
   return r;
 }
 
@@ -117,8 +117,8 @@ TEST(CApi, NullArgumentsAreInvalidNeverACrash) {
   MaceStorageOpenReport report;
   EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_stats(nullptr, &stats));
   EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_stats(s, nullptr));
-  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_open_report(nullptr, &report));
-  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_open_report(s, nullptr));
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_open_findings(nullptr, &report));
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_open_findings(s, nullptr));
   int n = 0;
   EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_for_each(nullptr, CountVisitor, &n));
   EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_for_each(s, nullptr, &n));

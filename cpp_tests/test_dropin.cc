@@ -78,7 +78,7 @@ int32_t FormatOf(const std::string &path) {
   MaceStorage *s = nullptr;
   if (mace_storage_open(path.c_str(), &options, &s) != MACE_STORAGE_OK) return -1;
   MaceStorageOpenReport report = MaceStorageOpenReport();
-  mace_storage_open_report(s, &report);
+  mace_storage_open_findings(s, &report);
   mace_storage_close(s);
   return report.format;
 }

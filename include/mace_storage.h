@@ -589,8 +589,8 @@ enum MaceStorageStatus mace_storage_stats(const struct MaceStorage *s,
  # Safety
  `s` is NULL or an open handle; `out` is NULL or writable.
  */
-enum MaceStorageStatus mace_storage_open_report(const struct MaceStorage *s,
-                                                struct MaceStorageOpenReport *out);
+enum MaceStorageStatus mace_storage_open_findings(const struct MaceStorage *s,
+                                                  struct MaceStorageOpenReport *out);
 
 /*
  What opening the file found, one sentence per line ("" if nothing); owned by `s`, valid until close.

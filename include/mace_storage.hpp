@@ -144,7 +144,7 @@ class Storage {
   MaceStorageStatus Stats(MaceStorageStats *out) const { return mace_storage_stats(s_.get(), out); }
   // Fills *out with what opening the file found.
   MaceStorageStatus Report(MaceStorageOpenReport *out) const {
-    return mace_storage_open_report(s_.get(), out);
+    return mace_storage_open_findings(s_.get(), out);
   }
   // What opening the file found, one sentence per line ("" if nothing, or not open).
   std::string Notes() const { return mace_storage_open_notes(s_.get()); }

@@ -63,6 +63,8 @@ stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
 stage "cargo test" cargo test --locked
 stage "C/C++ tests (cpp_tests, ctest)" scripts/cpp-tests.sh
+# Consumer builds (add_subdirectory, install + find_package, pkg-config, ar -M, version script, Bazel).
+stage "consumer builds (scripts/consumer-tests.sh)" scripts/consumer-tests.sh
 stage "C/C++ tests under AddressSanitizer + UBSan" scripts/cpp-tests.sh --sanitize
 stage "Android cross builds and the Rust tests on aarch64 under qemu-user (scripts/cross.sh)" \
   scripts/cross.sh

@@ -1,7 +1,10 @@
 //! The committed C header matches what cbindgen generates from src/ffi, and the versions agree.
+//! The freshness test needs the generated header: `cargo test --features regenerate-header --test
+//! header` (scripts/consumer-tests.sh runs it in CI); without the feature cbindgen is not built.
 
 use std::ffi::CStr;
 
+#[cfg(feature = "regenerate-header")]
 #[test]
 fn committed_header_is_fresh() {
     let generated = include_str!(concat!(env!("OUT_DIR"), "/mace_storage.h"));

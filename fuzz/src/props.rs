@@ -5,7 +5,7 @@
 
 use mace_storage::ffi::{
     mace_storage_clear, mace_storage_close, mace_storage_flush, mace_storage_for_each,
-    mace_storage_get, mace_storage_open_bytes, mace_storage_open_report, mace_storage_put,
+    mace_storage_get, mace_storage_open_bytes, mace_storage_open_findings, mace_storage_put,
     mace_storage_set_log_callback, mace_storage_value_data, mace_storage_value_free, MaceStorage,
     MaceStorageFormat, MaceStorageLogLevel, MaceStorageOpenReport, MaceStorageStatus,
     MaceStorageValue,
@@ -491,7 +491,7 @@ pub fn check_open_bytes(data: &[u8]) {
     let mut report = MaceStorageOpenReport::default();
     // SAFETY: `s` is open; `report` is writable.
     assert_eq!(
-        unsafe { mace_storage_open_report(s, &mut report) },
+        unsafe { mace_storage_open_findings(s, &mut report) },
         MACE_STORAGE_OK
     );
     assert_eq!(report.intact, i32::from(d.damage.intact));

@@ -292,9 +292,9 @@ Options:
                           of a temporary directory that is removed
   --opencl-library LIB    load LIB instead of MACE's list of OpenCL libraries
   --json                  print one JSON object instead of the tables:
-                          {\"dir\", \"file\", \"opencl\", \"programs\",
-                           \"cold_total_ms\", \"warm_total_ms\", \"speedup\",
-                           \"damage\", \"after_damage\", \"ok\"}
+                          {\"dir\", \"dir_kept\", \"file\", \"opencl\",
+                           \"programs\", \"cold_total_ms\", \"warm_total_ms\",
+                           \"speedup\", \"damage\", \"after_damage\", \"ok\"}
   -h, --help              show this help
 
 Exit status: 0 the demo showed what it should,
@@ -2084,6 +2084,8 @@ struct DemoDamage {
 struct DemoReport {
     /// The directory it worked in.
     dir: PathBuf,
+    /// Whether that directory stays (`--dir`) for a look afterwards.
+    kept: bool,
     /// The cache file.
     file: PathBuf,
     /// The OpenCL implementation, or why the OpenCL part was skipped.
@@ -2125,7 +2127,8 @@ fn demo(args: &Args) -> Result<i32, Fail> {
     if temporary {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let report = result?;
+    let mut report = result?;
+    report.kept = !temporary;
     emit(&if args.json {
         demo_json(&report)
     } else {
@@ -2164,6 +2167,11 @@ fn run_demo(args: &Args, dir: &Path, file: &Path, progress: &Progress) -> Result
             r?
         }
         Err(why) => {
+            // One line that says how to get a device, not just the loader's error code.
+            let why = format!(
+                "no OpenCL device ({why}); to get one: apt-get install pocl-opencl-icd (PoCL, \
+                 OpenCL on the CPU), then run the demo again"
+            );
             progress.line(|| format!("OpenCL part skipped: {why}"));
             demo_storage(file, progress, why)?
         }
@@ -2353,6 +2361,7 @@ fn demo_opencl(
     drop(pc);
     Ok(DemoReport {
         dir: PathBuf::new(),
+        kept: false,
         file: file.to_path_buf(),
         opencl: Ok(info),
         rows,
@@ -2443,6 +2452,7 @@ fn demo_storage(file: &Path, progress: &Progress, why: String) -> Result<DemoRep
     drop(store);
     Ok(DemoReport {
         dir: PathBuf::new(),
+        kept: false,
         file: file.to_path_buf(),
         opencl: Err(why),
         rows,
@@ -2520,6 +2530,27 @@ fn demo_text(r: &DemoReport) -> Result<String, Fail> {
         plural(r.damage.kept as u64, "entry", "entries"),
         r.damage.dropped
     )?;
+    // Programs versus entries: MACE keeps each program as two entries, beside a few that say
+    // which device and platform the binaries were built for.
+    let entries = r.damage.kept as u64 + r.damage.dropped;
+    let programs = r.rows.len() as u64;
+    let others = entries.saturating_sub(2 * programs);
+    write!(
+        s,
+        "  ({} for {}: each program is its binary and its source hash",
+        plural(entries, "entry", "entries"),
+        plural(programs, "program", "programs")
+    )?;
+    if others > 0 {
+        write!(
+            s,
+            ", and {others} more name the device and platform they were built for"
+        )?;
+    }
+    writeln!(
+        s,
+        "; the flipped byte fails the checksum of one binary, so exactly that entry is dropped)"
+    )?;
     for note in &r.damage.notes {
         writeln!(s, "  - {note}")?;
     }
@@ -2566,6 +2597,19 @@ fn demo_text(r: &DemoReport) -> Result<String, Fail> {
         )?;
     }
     writeln!(s, "cache file now: {}", r.final_state)?;
+    if r.kept {
+        writeln!(
+            s,
+            "the cache stays in {}: look at it with `mace-cache inspect {}`",
+            r.dir.display(),
+            r.file.display()
+        )?;
+    } else {
+        writeln!(
+            s,
+            "worked in a temporary directory, now removed; `--dir DIR` keeps the cache for a look afterwards"
+        )?;
+    }
     for p in &r.problems {
         writeln!(s, "unexpected: {p}")?;
     }
@@ -2653,12 +2697,13 @@ fn demo_json(r: &DemoReport) -> String {
         format!("{{\"kept\": {}, \"dropped\": {}}}", list(true), list(false))
     };
     format!(
-        "{{\"dir\": {}, \"file\": {}, \"opencl\": {opencl}, \"programs\": [{}], \
+        "{{\"dir\": {}, \"dir_kept\": {}, \"file\": {}, \"opencl\": {opencl}, \"programs\": [{}], \
          \"cold_total_ms\": {}, \"warm_total_ms\": {}, \"speedup\": {}, \
          \"damage\": {{\"program\": {}, \"offset\": {}, \"format\": {}, \"entries_kept\": {}, \
          \"entries_dropped\": {}, \"notes\": {}}}, \"after_damage\": {after}, \"final\": {}, \
          \"ok\": {}, \"problems\": {}}}\n",
         json_path(&r.dir),
+        r.kept,
         json_path(&r.file),
         programs.join(", "),
         json_ms(cold),

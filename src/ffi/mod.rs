@@ -76,13 +76,18 @@ static SINK: parking_lot::RwLock<Sink> = parking_lot::RwLock::new(Sink {
 
 /// Sends a message to the log callback (by default stderr, or the Android log on Android).
 pub(crate) fn log(level: MaceStorageLogLevel, msg: &str) {
-    let sink = SINK.read();
-    if level < sink.min_level {
-        return;
-    }
+    // The lock is released before the call: a callback may log or replace itself, and a callback
+    // that blocks holds up no other thread.
+    let (callback, user_data) = {
+        let sink = SINK.read();
+        if level < sink.min_level {
+            return;
+        }
+        (sink.callback, sink.user_data)
+    };
     let text = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
-    match sink.callback {
-        Some(cb) => cb(level, text.as_ptr(), sink.user_data as *mut c_void),
+    match callback {
+        Some(cb) => cb(level, text.as_ptr(), user_data as *mut c_void),
         None => default_log(level, &text),
     }
 }
@@ -107,7 +112,10 @@ fn default_log(level: MaceStorageLogLevel, text: &CStr) {
         MaceStorageLogLevel::MACE_STORAGE_LOG_WARNING => "warning",
         MaceStorageLogLevel::MACE_STORAGE_LOG_ERROR => "error",
     };
-    eprintln!("mace-storage {tag}: {}", text.to_string_lossy());
+    // One write for the whole line: `eprintln!` writes its pieces separately, and the app's own
+    // output (MACE's logging) then lands in the middle of the line.
+    let line = format!("mace-storage {tag}: {}\n", text.to_string_lossy());
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
 }
 
 /// Logs a warning: something was wrong and the library handled it (the text says how).

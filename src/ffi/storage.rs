@@ -551,7 +551,7 @@ pub unsafe extern "C" fn mace_storage_stats(
 /// # Safety
 /// `s` is NULL or an open handle; `out` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn mace_storage_open_report(
+pub unsafe extern "C" fn mace_storage_open_findings(
     s: *const MaceStorage,
     out: *mut MaceStorageOpenReport,
 ) -> MaceStorageStatus {
