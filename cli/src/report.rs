@@ -342,8 +342,11 @@ pub struct EntryCounts {
     pub binaries: u64,
     /// Source hashes (`program_hash_` keys), one per binary.
     pub source_hashes: u64,
-    /// The platform-info and device-name entries that tie the binaries to one GPU and driver.
+    /// The entries that tie the binaries to one GPU and driver (platform info, device name, the
+    /// library's driver fingerprint and OS build id).
     pub device: u64,
+    /// Those entries' keys.
+    pub device_keys: Vec<String>,
     /// Anything else.
     pub other: u64,
 }

@@ -982,6 +982,13 @@ fn demo_shows_cold_and_warm_builds_and_one_rebuild() {
         "{text}"
     );
     assert!(!text.contains("unexpected"), "{text}");
+    // Programs and entries are explained: a binary and a source hash per program, plus the
+    // entries that tie them to the device.
+    assert!(
+        text.contains("8 programs, 18 entries: 8 program binaries + 8 source hashes"),
+        "{text}"
+    );
+    assert!(text.contains("mace_storage_fingerprint"), "{text}");
     assert!(!stderr(&out).is_empty(), "progress on stderr");
     assert!(
         dir.join("mace_cl_compiled_program.bin").exists(),

@@ -11,7 +11,9 @@ use kernels::{Kernel, DAMAGED, KERNELS};
 use mace_storage::ffi::opencl::{ClError, Context, Device, OpenCl, DEFAULT_LIBRARIES};
 use mace_storage::format::{self, ValueRef, DEVICE_NAME_KEY, PLATFORM_INFO_KEY};
 use mace_storage::io::sibling;
-use mace_storage::program_cache::{entry_keys, source_hash, CacheOptions, ProgramCache};
+use mace_storage::program_cache::{
+    entry_keys, source_hash, CacheOptions, ProgramCache, FINGERPRINT_KEY, OS_BUILD_KEY,
+};
 use mace_storage::store::{self, Store, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -216,8 +218,18 @@ fn file_state(file: &Path) -> Result<(String, EntryCounts), Fail> {
             counts.binaries += 1;
         } else if e.key.starts_with(PROGRAM_HASH_PREFIX) {
             counts.source_hashes += 1;
-        } else if e.key == PLATFORM_INFO_KEY || e.key == DEVICE_NAME_KEY {
+        } else if [
+            PLATFORM_INFO_KEY,
+            DEVICE_NAME_KEY,
+            FINGERPRINT_KEY,
+            OS_BUILD_KEY,
+        ]
+        .contains(&e.key)
+        {
             counts.device += 1;
+            counts
+                .device_keys
+                .push(String::from_utf8_lossy(e.key).into_owned());
         } else {
             counts.other += 1;
         }

@@ -131,9 +131,9 @@ pub fn render(r: &Demo) -> Result<String, Fail> {
             plural(c.source_hashes, "source hash", "source hashes")
         ),
         format!(
-            "{} (platform info{})",
+            "{} ({})",
             plural(c.device, "device entry", "device entries"),
-            if c.device > 1 { ", device name" } else { "" }
+            c.device_keys.join(", ")
         ),
     ];
     if c.other > 0 {
