@@ -275,7 +275,25 @@ fn in_place_writers_wait_for_the_stores_lock() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        std::thread::sleep(Duration::from_millis(1500));
+        // Its stderr, line by line: it says so once it has waited for the lock for a second.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let reader = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let lines = std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in reader.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let waiting = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("waiting for") => break line,
+                Ok(_) => continue,
+                Err(e) => panic!("{args:?}: no waiting message ({e:?})"),
+            }
+        };
+        assert!(waiting.contains(".lock"), "{args:?}: {waiting}");
         assert!(
             child.try_wait().expect("try_wait").is_none(),
             "{args:?} did not wait"
@@ -285,20 +303,9 @@ fn in_place_writers_wait_for_the_stores_lock() {
             "{args:?} wrote under the lock"
         );
         drop(lock);
-        let start = Instant::now();
-        let out = child.wait_with_output().expect("wait");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(start.elapsed() < Duration::from_secs(30));
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            err.contains("waiting for") && err.contains(".lock"),
-            "{args:?}: {err}"
-        );
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), Some(0), "{args:?}");
+        lines.join().expect("stderr reader");
         assert!(
             std::fs::read(&p).expect("cache") != before,
             "{args:?} wrote after the lock"
