@@ -95,8 +95,9 @@ pub enum Command {
             either left as it was or wholly new. Each value keeps its encoding (bytes or uint32 \
             array); the stock formats come out byte-identical to what MACE itself writes. IN and \
             OUT may be the same file; an existing OUT is written under the store's lock \
-            (OUT.lock), so a running app's flush and the rewrite never interleave. A one-line \
-            summary goes to stderr.",
+            (OUT.lock), so the flush of an app built with mace-storage and the rewrite never \
+            interleave (stock MACE takes no lock: rewrite its cache while it is not running). A \
+            one-line summary goes to stderr.",
         after_help = concat!(
             "Exit status: 0 IN intact and OUT written,\n",
             "             1 IN damaged (what was kept is written to OUT),\n",
