@@ -16,7 +16,7 @@ fi
 PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
 target_dir=${MACE_STORAGE_CARGO_TARGET_DIR:-$root/build/cargo}
 # The same command as the CMake package runs, so both can share one target dir.
-args=(rustc --lib --release --locked --manifest-path "$root/Cargo.toml")
+args=(rustc -p mace-storage --lib --release --locked --manifest-path "$root/Cargo.toml")
 sub=""
 if [ "$triple" != host ]; then
   args+=(--target "$triple")

@@ -16,7 +16,7 @@
 # list is kept in the cargo target dir (which several build dirs may share) for `cmake --install`.
 
 function(_run_cargo out_err)
-  set(args rustc --lib --release --locked --manifest-path "${MANIFEST}")
+  set(args rustc -p mace-storage --lib --release --locked --manifest-path "${MANIFEST}")
   if(TRIPLE)
     list(APPEND args --target "${TRIPLE}")
   endif()

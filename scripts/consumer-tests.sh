@@ -47,7 +47,7 @@ no_cbindgen() {
 
 echo "== the header generator is not in a consumer's dependency graph"
 # The graph a consumer's cargo build compiles (the library, default features, any target).
-cargo tree --locked --edges normal,build --target all --prefix none --format '{p}' > "$out/cargo-tree.txt"
+cargo tree --locked -p mace-storage --edges normal,build --target all --prefix none --format '{p}' > "$out/cargo-tree.txt"
 if grep -E "^(cbindgen|syn) " "$out/cargo-tree.txt"; then
   fail "cbindgen or syn is a default (build-)dependency"
 fi

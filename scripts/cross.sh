@@ -12,7 +12,7 @@
 #    tests/read_path.rs, tests/header.rs.
 #    Not run under qemu (scripts/test.sh runs every one of them natively):
 #    - tests/program_cache.rs: needs an OpenCL driver (PoCL); there is none for aarch64 under qemu.
-#    - tests/cli.rs, tests/cli_workflow.rs: run the mace-cache binary (and a C++ compiler);
+#    - the mace-cache package (cli/): its tests run the binary (and a C++ compiler);
 #    - tests/multiprocess.rs, tests/stress.rs, tests/guard_ffi.rs: run the test binary again as
 #      child processes. An aarch64 process under qemu-user cannot start another aarch64 program
 #      without a binfmt_misc registration, which a container does not have.
@@ -65,7 +65,7 @@ for t in aarch64-linux-android armv7-linux-androideabi; do
   fi
 done
 if [ ${#android[@]} -gt 0 ]; then
-  cargo build --locked --release --lib "${android[@]}"
+  cargo build --locked -p mace-storage --release --lib "${android[@]}"
   for t in aarch64-linux-android armv7-linux-androideabi; do
     lib="$CARGO_TARGET_DIR/$t/release/libmace_storage.a"
     [ -f "$lib" ] && echo "built $t: libmace_storage.a, $(stat -c %s "$lib") bytes"
@@ -86,6 +86,6 @@ skip=()
 if [ "${MACE_STORAGE_CROSS_QUICK:-0}" = 1 ]; then
   skip=(--skip every_crash_state_of_every_flush_is_old_or_new)
 fi
-cargo test --locked --profile qemu --target aarch64-unknown-linux-gnu "${tests[@]}" \
+cargo test --locked -p mace-storage --profile qemu --target aarch64-unknown-linux-gnu "${tests[@]}" \
   -- ${skip[@]+"${skip[@]}"}
 echo "== cross.sh done in $((SECONDS - start)) s"

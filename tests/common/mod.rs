@@ -1,8 +1,6 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-pub mod cli;
-
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 

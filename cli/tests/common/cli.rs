@@ -75,3 +75,42 @@ pub fn json_of(out: &Output) -> Value {
     assert_eq!(text.trim_end().lines().count(), 1, "one line: {text:?}");
     v
 }
+
+/// Asserts a `--json` run failed: exit 2, one `mace-cache: ` line on stderr, and on stdout exactly
+/// one JSON object `{"error": <that line's message>, "exit_code": 2}`; returns the message.
+pub fn json_error_of(out: &Output, what: &str) -> String {
+    let err = stderr(out);
+    assert_eq!(code(out), 2, "{what}: exit code; stderr {err:?}");
+    assert_eq!(err.lines().count(), 1, "{what}: one stderr line: {err:?}");
+    assert!(err.starts_with("mace-cache: "), "{what}: prefix: {err:?}");
+    assert!(!err.contains("panicked"), "{what}: panic: {err:?}");
+    let v = json_of(out);
+    assert_eq!(v["exit_code"], 2, "{what}: {v}");
+    let msg = v["error"].as_str().expect("error is a string").to_string();
+    assert_eq!(
+        err.trim_end().strip_prefix("mace-cache: "),
+        Some(msg.as_str()),
+        "{what}: the JSON error is the stderr line"
+    );
+    assert_eq!(v.as_object().map(|o| o.len()), Some(2), "{what}: {v}");
+    msg
+}
+
+/// Runs the binary with `args` and `input` on its standard input.
+pub fn run_stdin<S: AsRef<std::ffi::OsStr>>(args: &[S], input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mace-cache");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // A command that fails before reading closes the pipe early: not an error here.
+    if let Err(e) = stdin.write_all(input) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+    }
+    drop(stdin);
+    child.wait_with_output().expect("wait for mace-cache")
+}

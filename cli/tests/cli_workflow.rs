@@ -140,6 +140,8 @@ fn merge_of_golden_10_and_11_is_read_by_a_stock_11_reader() {
 
     for to in [None, Some("mace-1.1"), Some("checked-1.1")] {
         let out = t.path("merged.bin");
+        // merge does not replace an existing file that is not one of its inputs.
+        let _ = std::fs::remove_file(&out);
         let mut args: Vec<&OsStr> = vec![
             "merge".as_ref(),
             out.as_os_str(),
@@ -232,6 +234,7 @@ fn merge_reports_conflicts_and_the_first_input_wins() {
     assert_eq!(map[&b"pooling -DPOOL_AVG"[..]], b"binary of pooling");
 
     // The other order: the other file's value wins, and the text report says so.
+    std::fs::remove_file(&out).expect("remove the first merge");
     let r = run(&[
         "merge".as_ref(),
         out.as_os_str(),
@@ -285,7 +288,11 @@ fn merge_refuses_different_platform_info_unless_forced() {
             args.push("--json".as_ref());
         }
         let r = run(&args);
-        assert_fails_cleanly(&r, "different platform info");
+        if json {
+            json_error_of(&r, "different platform info --json");
+        } else {
+            assert_fails_cleanly(&r, "different platform info");
+        }
         let err = stderr(&r);
         assert!(err.contains("platform info differs"), "{err}");
         assert!(err.contains(&g10.display().to_string()), "{err}");
@@ -400,6 +407,7 @@ fn merge_of_tuned_parameter_files_keeps_uint32s() {
         .collect();
     assert_eq!(got, want);
     // Without the new key, the same merge is MACE's own tuned file, byte for byte.
+    std::fs::remove_file(&out).expect("remove the first merge");
     let r = run(&[
         "merge".as_ref(),
         out.as_os_str(),
@@ -572,10 +580,7 @@ fn export_c_json_and_refusals() {
     let v = json_of(&r);
     assert_eq!(v["format"], "mace-1.0");
     assert_eq!(v["bytes"], golden("mace-1.0-cache.bin").len());
-    assert_eq!(
-        v["crc32"],
-        format!("{:08x}", crc32fast::hash(&golden("mace-1.0-cache.bin")))
-    );
+    assert_eq!(v["sha256"], sha256sum(&input), "the hash sha256sum prints");
     assert_eq!(v["load_func"], "LoadOpenCLBinary");
     std::fs::remove_file(&cc).expect("remove");
 
@@ -603,6 +608,17 @@ fn export_c_json_and_refusals() {
     assert_fails_cleanly(&r, "not a cache");
     assert!(stderr(&r).contains("not a MACE cache"), "{}", stderr(&r));
     assert!(!cc.exists());
+}
+
+/// The SHA-256 of `path` as coreutils' `sha256sum` prints it (an implementation independent of
+/// the tool's).
+fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("run sha256sum");
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8(out.stdout).expect("utf-8")[..64].to_string()
 }
 
 /// Converts the golden 1.1 cache to checked-1.1 and flips a byte inside pocl-program-a's value;
@@ -657,7 +673,8 @@ fn repair_in_place_keeps_a_backup_and_salvages_all_but_the_damaged_entry() {
     assert!(!t.path("cache.bin.tmp").exists(), "temp file left");
     assert!(!t.path("cache.bin.bak.tmp").exists(), "temp file left");
 
-    // An intact file is rewritten too (exit 0), and only one backup is kept.
+    // An intact file is rewritten too (exit 0); the first backup (the damaged original) is kept
+    // and the file as it was before this run goes to the next free name.
     let before = std::fs::read(&path).expect("repaired");
     let r = run(&["repair".as_ref(), path.as_os_str(), "--json".as_ref()]);
     assert_eq!(code(&r), 0, "{}", stderr(&r));
@@ -665,8 +682,13 @@ fn repair_in_place_keeps_a_backup_and_salvages_all_but_the_damaged_entry() {
     assert_eq!(v["intact"], true);
     assert_eq!(v["entries_kept"], 10);
     assert_eq!(v["to"], "checked-1.1");
-    assert_eq!(v["backup"], bak.display().to_string());
-    assert!(std::fs::read(&bak).expect("backup") == before);
+    let bak1 = t.path("cache.bin.bak.1");
+    assert_eq!(v["backup"], bak1.display().to_string());
+    assert!(
+        std::fs::read(&bak).expect("backup") == damaged,
+        "first backup kept"
+    );
+    assert!(std::fs::read(&bak1).expect("second backup") == before);
     assert!(
         std::fs::read(&path).expect("rewritten") != before,
         "fresh file id"
@@ -750,12 +772,21 @@ fn inspect_shows_tuned_parameter_values() {
         assert_eq!(e["crc32"].as_str().expect("crc").len(), 8);
     }
 
-    // Format A cannot say a value is a uint32 array: plain bytes, unless --tuned says so.
+    // Format A cannot say a value is a uint32 array: the keys show it (MACE's queue-window and
+    // tuning keys), --tuned says so, --no-tuned keeps plain bytes.
     let p10 = golden_dir().join("mace-1.0-tuned-params.bin");
-    let (v, _) = inspect_json(&p10, &[]);
+    let (v, _) = inspect_json(&p10, &["--no-tuned"]);
     assert!(v["entries"][0].get("uint32s").is_none(), "{v}");
-    let (v, _) = inspect_json(&p10, &["--tuned"]);
-    assert_eq!(v["entries"][0]["uint32s"], serde_json::json!([16]));
+    assert_eq!(v["tuned"], false);
+    for flags in [&[][..], &["--tuned"][..]] {
+        let (v, _) = inspect_json(&p10, flags);
+        assert_eq!(
+            v["entries"][0]["uint32s"],
+            serde_json::json!([16]),
+            "{flags:?}"
+        );
+        assert_eq!(v["tuned"], true);
+    }
     let out = run(&["inspect".as_ref(), p10.as_os_str(), "--tuned".as_ref()]);
     assert!(stdout(&out).contains("Xb3kQz_eltwise_opencl_kernel_1_112_112_64: [64, 1, 1, 300000]"));
 
@@ -797,17 +828,30 @@ fn tuned_conversions_are_byte_identical_to_mace() {
     assert_eq!(code(&r), 0, "{}", stderr(&r));
     assert!(std::fs::read(&out).expect("out") == golden("mace-1.0-tuned-params.bin"));
 
-    // Without --tuned the values stay bytes: a valid file, but not MACE's tuned file.
+    // With --no-tuned the values stay bytes: a valid file, but not MACE's tuned file.
     let r = run(&[
         "convert".as_ref(),
         g10.as_os_str(),
         out.as_os_str(),
         "--to=mace-1.1".as_ref(),
+        "--no-tuned".as_ref(),
     ]);
     assert_eq!(code(&r), 0, "{}", stderr(&r));
     assert!(std::fs::read(&out).expect("out") != golden("mace-1.1-tuned-params.bin"));
 
-    // Through checked-1.1 and back, --tuned survives.
+    // Without a flag the keys show a tuned file: MACE's own 1.1 tuned file again.
+    let r = run(&[
+        "convert".as_ref(),
+        g10.as_os_str(),
+        out.as_os_str(),
+        "--to=mace-1.1".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert_eq!(json_of(&r)["tuned"], true);
+    assert!(std::fs::read(&out).expect("out") == golden("mace-1.1-tuned-params.bin"));
+
+    // A MACE 1.0 input is written, by default, in a format MACE 1.0 reads.
     let mid = t.path("mid.bin");
     let r = run(&[
         "convert".as_ref(),
@@ -817,7 +861,18 @@ fn tuned_conversions_are_byte_identical_to_mace() {
         "--json".as_ref(),
     ]);
     assert_eq!(code(&r), 0, "{}", stderr(&r));
-    assert_eq!(json_of(&r)["to"], "checked-1.1");
+    assert_eq!(json_of(&r)["to"], "checked-1.0");
+
+    // Through checked-1.1 and back, --tuned survives.
+    let r = run(&[
+        "convert".as_ref(),
+        g10.as_os_str(),
+        mid.as_os_str(),
+        "--tuned".as_ref(),
+        "--to".as_ref(),
+        "checked-1.1".as_ref(),
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
     let r = run(&[
         "convert".as_ref(),
         mid.as_os_str(),
@@ -927,6 +982,13 @@ fn demo_shows_cold_and_warm_builds_and_one_rebuild() {
         "{text}"
     );
     assert!(!text.contains("unexpected"), "{text}");
+    // Programs and entries are explained: a binary and a source hash per program, plus the
+    // entries that tie them to the device.
+    assert!(
+        text.contains("8 programs, 18 entries: 8 program binaries + 8 source hashes"),
+        "{text}"
+    );
+    assert!(text.contains("mace_storage_fingerprint"), "{text}");
     assert!(!stderr(&out).is_empty(), "progress on stderr");
     assert!(
         dir.join("mace_cl_compiled_program.bin").exists(),

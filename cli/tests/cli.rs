@@ -464,7 +464,6 @@ fn garbage_file_is_not_a_cache() {
     let out_path = t.path("out.bin");
     for args in [
         vec!["inspect".as_ref(), p.as_os_str()],
-        vec!["inspect".as_ref(), p.as_os_str(), "--json".as_ref()],
         vec!["verify".as_ref(), p.as_os_str()],
         vec!["convert".as_ref(), p.as_os_str(), out_path.as_os_str()],
     ] {
@@ -477,6 +476,10 @@ fn garbage_file_is_not_a_cache() {
             stderr(&out)
         );
     }
+    // With --json the error is also the one JSON document on stdout.
+    let out = run(&["inspect".as_ref(), p.as_os_str(), "--json".as_ref()]);
+    let msg = json_error_of(&out, "garbage --json");
+    assert!(msg.contains("not a MACE cache"), "{msg}");
     assert!(!out_path.exists(), "convert wrote nothing");
 }
 

@@ -1,0 +1,103 @@
+//! Helpers shared by the CLI's integration tests.
+#![allow(dead_code)]
+
+pub mod cli;
+
+use std::path::{Path, PathBuf};
+
+/// Key/value pairs in file order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+/// A protobuf field: number, wire type, payload (empty unless length-delimited).
+pub type PbField<'a> = (u64, u8, &'a [u8]);
+
+/// The golden files written by MACE's own FileStorage (the repository's `tests/golden`, read-only).
+pub fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden")
+}
+
+/// The bytes of a golden file; a missing fixture fails with the path looked in.
+pub fn golden(name: &str) -> Vec<u8> {
+    let path = golden_dir().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("golden file {}: {e}", path.display()))
+}
+
+/// A fresh empty directory for one test, removed with everything in it when dropped.
+pub fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mace-storage-{name}-"))
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// A minimal protobuf reader written from the wire-format spec, independent of the library, as a
+/// stock MACE 1.1 reader would parse a file: check the trailing CRC-32, then read `PairContainer`.
+/// Returns every (key, bytes_value) pair in file order, or an error string.
+pub fn stock11_pairs(file: &[u8]) -> Result<Pairs, String> {
+    if file.len() < 4 {
+        return Err("shorter than the CRC".into());
+    }
+    let (body, crc) = file.split_at(file.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().unwrap()) {
+        return Err("CRC mismatch".into());
+    }
+    let mut pairs = Vec::new();
+    for (num, wt, payload) in fields(body)? {
+        if num == 1 && wt == 2 {
+            let mut key = Vec::new();
+            let mut val = Vec::new();
+            for (n, w, p) in fields(payload)? {
+                match (n, w) {
+                    (1, 2) => key = p.to_vec(),
+                    (2, 2) => val = p.to_vec(),
+                    _ => {}
+                }
+            }
+            pairs.push((key, val));
+        }
+    }
+    Ok(pairs)
+}
+
+/// Top-level protobuf fields of `msg`: (number, wire type, payload), payload empty for non-LEN.
+pub fn fields(msg: &[u8]) -> Result<Vec<PbField<'_>>, String> {
+    fn varint(b: &[u8], p: &mut usize) -> Result<u64, String> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let x = *b.get(*p).ok_or("varint past end")?;
+            *p += 1;
+            v |= u64::from(x & 0x7f) << (7 * i);
+            if x & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    }
+    let mut out = Vec::new();
+    let mut p = 0;
+    while p < msg.len() {
+        let tag = varint(msg, &mut p)?;
+        let wt = (tag & 7) as u8;
+        let payload: &[u8] = match wt {
+            0 => {
+                varint(msg, &mut p)?;
+                &[]
+            }
+            1 | 5 => {
+                p += if wt == 1 { 8 } else { 4 };
+                if p > msg.len() {
+                    return Err("fixed past end".into());
+                }
+                &[]
+            }
+            2 => {
+                let n = varint(msg, &mut p)? as usize;
+                let s = msg.get(p..p + n).ok_or("length past end")?;
+                p += n;
+                s
+            }
+            _ => return Err(format!("wire type {wt}")),
+        };
+        out.push((tag >> 3, wt, payload));
+    }
+    Ok(out)
+}
