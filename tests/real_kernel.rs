@@ -589,3 +589,95 @@ fn permission_cases(dir: &Path, foreign: bool) {
     }
     println!("permission cases passed as uid {uid}");
 }
+
+/// Item 11: a process holding the cache's lock is stopped (SIGSTOP). A flush waits at most the lock
+/// timeout, fails as busy (`MACE_STORAGE_BUSY` through the C ABI) and keeps the changes; once the
+/// holder is gone the next flush commits them.
+#[test]
+fn a_flush_behind_a_stopped_lock_holder_returns_busy_and_keeps_the_changes() {
+    const TEST: &str = "a_flush_behind_a_stopped_lock_holder_returns_busy_and_keeps_the_changes";
+    if let Some(r) = role() {
+        let fs = mace_storage::io::posix::PosixFs;
+        let side = mace_storage::io::side_files::SideFiles::open(&fs, Path::new(&r[1])).unwrap();
+        let _held = side.lock(None).unwrap();
+        std::fs::write(&r[2], b"locked").unwrap();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    use mace_storage::ffi::*;
+    let dir = common::temp_dir("real-kernel-busy");
+    let path = dir.path().join("mace_cl_compiled_program.bin");
+    let ready = dir.path().join("ready");
+    let mut holder = child(
+        TEST,
+        &format!("holder|{}|{}", path.display(), ready.display()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the holder never locked");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stop = |sig: &str| {
+        let st = Command::new("kill")
+            .args([sig, &holder.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    stop("-STOP");
+    let s = Store::open(
+        &path,
+        Options {
+            lock_timeout: Some(Duration::from_millis(300)),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    s.put(b"k", Value::copy_from(b"v")).unwrap();
+    let started = Instant::now();
+    let err = s.flush().expect_err("the lock is held");
+    let waited = started.elapsed();
+    assert!(err.is_busy(), "{err}");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    assert_eq!(
+        s.get(b"k").as_deref(),
+        Some(&b"v"[..]),
+        "the change is kept"
+    );
+    // Through the C ABI, with the option in the options struct.
+    let p = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let o = MaceStorageOptions {
+        lock_timeout_ms: 200,
+        ..MaceStorageOptions::default()
+    };
+    let mut h = std::ptr::null_mut();
+    // SAFETY: a valid path, options and out pointer.
+    assert_eq!(
+        unsafe { mace_storage_open(p.as_ptr(), &o, &mut h) },
+        MaceStorageStatus::MACE_STORAGE_OK
+    );
+    // SAFETY: `h` is an open handle; the key and value outlive the call.
+    unsafe { mace_storage_put(h, b"c".as_ptr(), 1, b"abi".as_ptr(), 3) };
+    let started = Instant::now();
+    // SAFETY: `h` is an open handle.
+    let st = unsafe { mace_storage_flush(h) };
+    assert_eq!(st, MaceStorageStatus::MACE_STORAGE_BUSY);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    stop("-CONT");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    s.flush().expect("the holder is gone");
+    // SAFETY: `h` is an open handle, closed once.
+    unsafe {
+        assert_eq!(mace_storage_flush(h), MaceStorageStatus::MACE_STORAGE_OK);
+        mace_storage_close(h);
+    }
+    let got = on_disk(&path);
+    assert_eq!(got.get("k").map(|v| &v[..]), Some(&b"v"[..]));
+    assert_eq!(got.get("c").map(|v| &v[..]), Some(&b"abi"[..]));
+    println!("busy after {waited:?} behind a stopped lock holder; committed once it was gone");
+}

@@ -185,5 +185,7 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 /// removed.
 pub fn replace_atomically(fs: &dyn Fs, path: &Path, pieces: &[&[u8]]) -> io::Result<u64> {
     let target = fs.resolve(path)?;
-    side_files::SideFiles::new(fs, &target).replace_with(pieces, None, side_files::Commit::Replace)
+    side_files::SideFiles::new(fs, &target)
+        .replace_with(pieces, None, side_files::Commit::Replace)
+        .map(|(written, _)| written)
 }

@@ -138,7 +138,7 @@ impl<'a> SideFiles<'a> {
         lock: &CacheLock,
         pieces: &[&[u8]],
         mode: Option<u32>,
-    ) -> io::Result<u64> {
+    ) -> io::Result<(u64, FileMeta)> {
         self.clean_stale_temps();
         let commit = if lock.file.is_some() {
             Commit::Replace
@@ -151,13 +151,15 @@ impl<'a> SideFiles<'a> {
     /// Writes `pieces` to a new temporary, fsyncs it, puts it at the path as `commit` says and
     /// fsyncs the directory; a crash at any point leaves the old file or the whole new one. On
     /// failure the temporary is removed and the path is untouched (unless only the directory
-    /// sync failed: then the new file is in place, maybe not durably).
+    /// sync failed: then the new file is in place, maybe not durably). Returns the bytes written
+    /// and the identity of the new file as written: taken before it is renamed into place, since
+    /// from then on another writer may lock and change it.
     pub fn replace_with(
         &self,
         pieces: &[&[u8]],
         mode: Option<u32>,
         commit: Commit,
-    ) -> io::Result<u64> {
+    ) -> io::Result<(u64, FileMeta)> {
         let (tmp, mut h) = self.create_temp()?;
         let result = (|| {
             let mut off = 0u64;
@@ -169,7 +171,7 @@ impl<'a> SideFiles<'a> {
                 h.set_mode(m)?;
             }
             h.sync_all()?;
-            Ok(off)
+            Ok((off, h.meta()?))
         })();
         drop(h);
         let renamed = result.and_then(|off| {

@@ -744,7 +744,7 @@ impl Store {
         let enc = format::encode(self.opts.format, &entries, params).map_err(Error::Encode)?;
         // The new file keeps the old one's permission bits: a rewrite is no way to change them.
         let mode = lock.file().map(|m| m.mode);
-        let written = side.replace(lock, &enc.out.slices(), mode).map_err(|e| {
+        let (written, meta) = side.replace(lock, &enc.out.slices(), mode).map_err(|e| {
             // Someone created the file meanwhile: the caller merges it and tries again.
             let op = if e.kind() == io::ErrorKind::AlreadyExists {
                 "create"
@@ -757,9 +757,8 @@ impl Store {
                 source: e,
             }
         })?;
-        let meta = fs.metadata(path).map_err(io_err("stat", path))?;
         let new_disk = Disk {
-            meta,
+            meta: Some(meta),
             checked: enc.info,
             generation: params.generation,
             name_durable: true,
