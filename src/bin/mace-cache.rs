@@ -9,6 +9,7 @@ use mace_storage::ffi::opencl::{OpenCl, DEFAULT_LIBRARIES};
 use mace_storage::format::{
     self, Decoded, EntryIn, Format, ValueKind, ValueRef, WriteParams, PLATFORM_INFO_KEY,
 };
+use mace_storage::io::side_files::{CacheLock, SideFiles, DEFAULT_LOCK_TIMEOUT};
 use mace_storage::io::{posix::PosixFs, replace_atomically, sibling};
 use mace_storage::program_cache::{entry_keys, source_hash, CacheOptions, ProgramCache};
 use mace_storage::store::{self, Store, Value};
@@ -987,10 +988,24 @@ fn write_file(
         .map_err(|e| Fail(format!("cannot write {}: {e}", output.display())))
 }
 
+/// Takes the cache lock of `output` when a file is there (a cache in use is written in place):
+/// the same lock the library's flushes take, held until the write is done.
+fn lock_in_place(output: &Path) -> Result<Option<CacheLock>, Fail> {
+    if !output.is_file() {
+        return Ok(None);
+    }
+    let fail = |e: std::io::Error| Fail(format!("cannot lock {}: {e}", output.display()));
+    let side = SideFiles::open(&PosixFs, output).map_err(fail)?;
+    side.lock(Some(DEFAULT_LOCK_TIMEOUT))
+        .map(Some)
+        .map_err(fail)
+}
+
 /// `convert IN OUT [--to FORMAT] [--tuned] [--json]`: rewrite every kept entry of IN to OUT,
 /// atomically.
 fn convert(args: &Args) -> Result<i32, Fail> {
     let (input, output) = (&args.paths[0], &args.paths[1]);
+    let _lock = lock_in_place(output)?;
     let to = args.to.unwrap_or(DEFAULT_TO);
     let (bytes, d) = load(input)?;
     let mut entries = sorted_entries(&bytes, &d);
@@ -1054,6 +1069,7 @@ struct Conflict {
 /// the first input winning on duplicate keys, written to OUT atomically.
 fn merge(args: &Args) -> Result<i32, Fail> {
     let output = &args.paths[0];
+    let _lock = lock_in_place(output)?;
     let paths = &args.paths[1..];
     let to = args.to.unwrap_or(DEFAULT_TO);
     let progress = Progress::new("mace-cache merge", false);
@@ -1628,6 +1644,7 @@ fn keep_backup(path: &Path, backup: &Path) -> Result<(), Fail> {
 /// (in place, with the original kept as `IN.bak`, when OUT is not given).
 fn repair(args: &Args) -> Result<i32, Fail> {
     let input = &args.paths[0];
+    let _lock = lock_in_place(args.paths.get(1).unwrap_or(input))?;
     let (bytes, d) = load(input)?;
     let to = args.to.unwrap_or_else(|| repair_format(d.format));
     let entries = sorted_entries(&bytes, &d);
