@@ -609,6 +609,11 @@ fn a_flush_behind_a_stopped_lock_holder_returns_busy_and_keeps_the_changes() {
     let dir = common::temp_dir("real-kernel-busy");
     let path = dir.path().join("mace_cl_compiled_program.bin");
     let ready = dir.path().join("ready");
+    let first = Store::open(&path, Options::default()).unwrap();
+    first.put(b"init", Value::copy_from(b"0")).unwrap();
+    first.flush().unwrap();
+    drop(first);
+    let before = std::fs::read(&path).unwrap();
     let mut holder = child(
         TEST,
         &format!("holder|{}|{}", path.display(), ready.display()),
@@ -667,6 +672,18 @@ fn a_flush_behind_a_stopped_lock_holder_returns_busy_and_keeps_the_changes() {
     let st = unsafe { mace_storage_flush(h) };
     assert_eq!(st, MaceStorageStatus::MACE_STORAGE_BUSY);
     assert!(started.elapsed() < Duration::from_secs(3));
+    // The CLI's in-place writes take the same lock: a repair in place waits, then gives up.
+    let out = Command::new(env!("CARGO_BIN_EXE_mace-cache"))
+        .arg("repair")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("cannot lock"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
     stop("-CONT");
     holder.kill().unwrap();
     holder.wait().unwrap();
@@ -679,5 +696,6 @@ fn a_flush_behind_a_stopped_lock_holder_returns_busy_and_keeps_the_changes() {
     let got = on_disk(&path);
     assert_eq!(got.get("k").map(|v| &v[..]), Some(&b"v"[..]));
     assert_eq!(got.get("c").map(|v| &v[..]), Some(&b"abi"[..]));
+    assert_eq!(got.get("init").map(|v| &v[..]), Some(&b"0"[..]));
     println!("busy after {waited:?} behind a stopped lock holder; committed once it was gone");
 }

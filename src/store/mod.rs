@@ -283,7 +283,9 @@ impl Loaded {
 
 impl Store {
     /// Opens the cache file at `path`: a missing file opens empty, a damaged one with what salvage
-    /// kept, and one that cannot be read at all is moved to `<path>.corrupt` (unless read-only).
+    /// kept, and one that cannot be read at all is moved to `<path>.corrupt` (unless read-only),
+    /// under the cache's lock and only if it is still that file and still unreadable. A symbolic
+    /// link at `path` is resolved here, once ([`Store::target`]).
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store, Error> {
         let path = path.as_ref().to_path_buf();
         let fs = &*opts.fs;
