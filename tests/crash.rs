@@ -1,6 +1,8 @@
 //! Crash-state enumeration (the ALICE method) and the I/O-error loop (SQLite's method) over the
-//! simulated filesystem: every call of every flush path is a crash point, and at each one every
-//! unsynced write is kept, dropped or torn at 512-byte sectors in turn; every call of open, flush and
+//! simulated filesystem: every call of every flush path is a crash point (and, in the first rounds,
+//! every call fails after a short write and the process dies at each call of the rollback that
+//! follows), and at each one every unsynced write is kept, dropped or torn at 512-byte sectors in
+//! turn; every call of open, flush and
 //! compaction fails once, persistently, and (writes) after writing half their bytes, with EIO,
 //! ENOSPC and EINTR; and every flush runs out of disk space at every point it can.
 //!
@@ -136,6 +138,10 @@ fn scenarios() -> Vec<Scenario> {
     ]
 }
 
+/// Rounds per scenario whose failed flushes (a short write at each call, then the rollback) are
+/// crashed too.
+const ROLLBACK_ROUNDS: usize = 6;
+
 /// Random tear masks tried per write, on top of the systematic ones.
 const RANDOM_TEARS: u64 = 160;
 
@@ -221,14 +227,25 @@ fn every_crash_state_of_every_flush_is_old_or_new() {
         let (fs0, _) = base(|s| (sc.setup)(s, r));
         let (old, new, calls) = reference_run(&fs0, sc, r);
         assert!(old != new, "{}", sc.name);
-        for k in 1..=calls + 1 {
+        // The process dies at call k; or (in the first rounds) call k fails after a short write
+        // and the flush rolls back what it wrote, the process dying at each call of that rollback
+        // (j) or after it (j = 0); the power is lost after that.
+        let crashes = (1..=calls + 1).map(|k| (k, FailKind::Crash, 0));
+        let rollbacks = (1..=calls)
+            .filter(|_| r < ROLLBACK_ROUNDS)
+            .flat_map(|k| (0..=4).map(move |j| (k, FailKind::Short(libc::ENOSPC), j)));
+        for (k, kind, j) in crashes.chain(rollbacks) {
             let fs = fs0.snapshot();
             let s = (sc.change)(&fs, r);
             fs.reset_calls();
             if k <= calls {
-                fs.fail_at(k, FailKind::Crash);
+                fs.fail_at(k, kind);
+            }
+            if j > 0 {
+                fs.also_fail_at(k + j, FailKind::Crash);
             }
             let acked = s.flush().is_ok();
+            fs.clear_faults();
             drop(s);
             let events = fs.unsynced_events();
             for (p, pattern) in fate_patterns(&events, (r as u64) << 32 | k)
@@ -243,7 +260,7 @@ fn every_crash_state_of_every_flush_is_old_or_new() {
                     Err(_) => false,
                 };
                 tally.check(ok, || {
-                    format!("{} round {r}: crash at call {k}/{calls} (acked {acked}), pattern {p}: {:?}", sc.name, got.as_ref().map(|g| g.len()))
+                    format!("{} round {r}: {kind:?} at call {k}/{calls}, crash {j} calls later (acked {acked}), pattern {p}: {:?} entries (old {}, new {}); trace {:?}", sc.name, got.as_ref().map(|g| g.len()), old.len(), new.len(), fs.trace())
                 });
                 // A second crash during the recovery open changes nothing.
                 if p < 2 {

@@ -237,6 +237,13 @@ fn open_flush_clear_compaction_and_set_aside_at_once_keep_every_acknowledged_val
                 missing.push(round);
             }
         }
+        // Now and then the file is damaged from outside (replaced by garbage): whoever reads it
+        // next, an opener, the writer's flush or this one's, sets it aside under the lock.
+        if round % 10 == 9 {
+            let garbage = dir.path().join("garbage");
+            std::fs::write(&garbage, b"\xffnot a cache file at all").unwrap();
+            std::fs::rename(&garbage, &path).unwrap();
+        }
     }
     std::fs::write(&clears_done, b"").unwrap();
     wait_ok(w, "writer");
@@ -245,6 +252,12 @@ fn open_flush_clear_compaction_and_set_aside_at_once_keep_every_acknowledged_val
         wait_ok(o, "opener");
     }
     let checked = verify_writers(&path, &[acks], &["w"]);
+    let corrupt = dir.path().join("mace_cl_compiled_program.bin.corrupt");
+    assert_eq!(
+        std::fs::read(&corrupt).unwrap(),
+        b"\xffnot a cache file at all",
+        "only garbage is ever set aside"
+    );
     println!(
         "clear+append rounds: {acked} acknowledged, {} missing; writer: {checked} values exact; {:.1} s",
         missing.len(),
@@ -464,6 +477,15 @@ fn symlinks_at_side_files_are_never_followed_and_a_linked_cache_path_is_written_
     let got = on_disk(&path);
     assert_eq!(got.get("a").map(|v| &v[..]), Some(&b"third"[..]));
     assert_eq!(got.get("b").map(|v| &v[..]), Some(&b"second"[..]));
+    // The crash guard's marker is not written through the link at `.inflight`.
+    let guarded = mace_storage::program_cache::open_guarded(&path, Options::default()).unwrap();
+    guarded
+        .store
+        .put(b"g", Value::copy_from(b"guarded"))
+        .unwrap();
+    guarded.store.flush().unwrap();
+    drop(guarded);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not yours");
     // An unreadable file set aside over a link at `.corrupt`: the link is replaced, not followed.
     std::fs::write(&path, b"\xffnot a cache").unwrap();
     let s = Store::open(&path, Options::default()).unwrap();

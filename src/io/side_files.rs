@@ -17,7 +17,7 @@
 //!   no `F` when locked, a rename that fails if one appeared (another writer that lost its lock file
 //!   created it), so that the caller merges it first.
 //! - **Set aside** ([`SideFiles::set_aside`]): only under the lock, only the very file that was
-//!   locked (same device and inode), with a directory sync.
+//!   locked (same device and inode), then a directory sync.
 //! - **Markers** ([`SideFiles::open_marker`]): created without following a link at their name.
 //!
 //! Nothing here follows a symbolic link at a name the library creates. A cache path that is itself
@@ -257,7 +257,9 @@ impl<'a> SideFiles<'a> {
         let to = self.side(suffix);
         // A rename replaces whatever is at `to`, a link included, and never follows it.
         self.fs.rename(&self.path, &to)?;
-        self.fs.sync_dir(&parent_dir(&self.path))?;
+        // Best effort: the file is moved; if the move is lost to a power cut, the file is found
+        // unreadable and set aside again.
+        let _ = self.fs.sync_dir(&parent_dir(&self.path));
         Ok(Some(to))
     }
 

@@ -323,6 +323,8 @@ struct State {
     disk: Disk,
     calls: u64,
     fault: Option<(u64, FailKind)>,
+    /// A second fault, for a failure during the recovery from the first.
+    later: Option<(u64, FailKind)>,
     trace: Vec<String>,
 }
 
@@ -380,15 +382,18 @@ impl SimFs {
         let mut st = self.shared.state.lock();
         st.calls += 1;
         let n = st.calls;
-        if matches!(st.fault, Some((at, FailKind::Short(_))) if at == n) {
+        let short =
+            |f: Option<(u64, FailKind)>| matches!(f, Some((at, FailKind::Short(_))) if at == n);
+        if short(st.fault) || short(st.later) {
             partial(&mut st.disk);
         }
-        let injected = match st.fault {
+        let hit = |f: Option<(u64, FailKind)>| match f {
             Some((at, FailKind::Once(e) | FailKind::Short(e))) if n == at => Some((e, "injected")),
             Some((at, FailKind::Persistent(e))) if n >= at => Some((e, "injected")),
             Some((at, FailKind::Crash)) if n >= at => Some((libc::EIO, "crashed")),
             _ => None,
         };
+        let injected = hit(st.later).or_else(|| hit(st.fault));
         let result = match injected {
             Some((errno, _)) => Err(io::Error::from_raw_os_error(errno)),
             None => f(&mut st.disk),
@@ -423,12 +428,22 @@ impl SimFs {
 
     /// Makes call number `n` (1-based, counted from the last reset) fail as `kind` says.
     pub fn fail_at(&self, n: u64, kind: FailKind) {
-        self.shared.state.lock().fault = Some((n, kind));
+        let mut st = self.shared.state.lock();
+        st.fault = Some((n, kind));
+        st.later = None;
+    }
+
+    /// Adds to the fault of [`SimFs::fail_at`] a second one at call `n` (say, the process dying
+    /// while it undoes what the first failure left).
+    pub fn also_fail_at(&self, n: u64, kind: FailKind) {
+        self.shared.state.lock().later = Some((n, kind));
     }
 
     /// Removes any injected fault.
     pub fn clear_faults(&self) {
-        self.shared.state.lock().fault = None;
+        let mut st = self.shared.state.lock();
+        st.fault = None;
+        st.later = None;
     }
 
     /// Limits the bytes all named files may hold (`None`: unlimited); kept by snapshots and crashes.

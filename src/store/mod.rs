@@ -708,9 +708,13 @@ impl Store {
                         Err(e) => {
                             // Back to the file as it was, byte for byte: cut off what was written
                             // (which also frees the space a full disk needs back) and restore the
-                            // trailer. Best effort: if this fails too, the uncommitted records are
-                            // ignored by every later read, and the next flush rewrites the file.
+                            // trailer. The cut is made durable first: the commit record may have
+                            // reached the disk, and the old trailer written over the batch's first
+                            // record while that commit survives would leave part of the batch.
+                            // Best effort: if this fails too, the uncommitted records are ignored
+                            // by every later read, and the next flush rewrites the file.
                             let _ = h.set_len(info.file_len).and_then(|()| {
+                                h.sync_data()?;
                                 h.write_at(info.file_len - 4, &info.stream_crc.to_le_bytes())?;
                                 h.sync_data()
                             });
