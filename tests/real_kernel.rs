@@ -721,3 +721,35 @@ fn a_flush_behind_a_stopped_lock_holder_returns_busy_and_keeps_the_changes() {
     assert_eq!(got.get("init").map(|v| &v[..]), Some(&b"0"[..]));
     println!("busy after {waited:?} behind a stopped lock holder; committed once it was gone");
 }
+
+/// Item 2: temporaries have names of their own; those a dead writer left (and the fixed-name one of
+/// older versions) are removed by the next rewrite, those of a running one are not.
+#[test]
+fn temporaries_of_dead_writers_are_removed_by_the_next_rewrite() {
+    let dir = common::temp_dir("real-kernel-temps");
+    let path = dir.path().join("mace_cl_compiled_program.bin");
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let name = path.display().to_string();
+    let stale = [format!("{name}.tmp"), format!("{name}.tmp.{dead}.7")];
+    let live = format!("{name}.tmp.{}.999999", std::process::id());
+    for p in stale.iter().chain([&live]) {
+        std::fs::write(p, b"left behind").unwrap();
+    }
+    let s = Store::open(&path, Options::default()).unwrap();
+    s.put(b"k", Value::copy_from(b"v")).unwrap();
+    s.flush().unwrap();
+    for p in &stale {
+        assert!(
+            !Path::new(p).exists(),
+            "{p} of a dead writer is still there"
+        );
+    }
+    assert!(
+        Path::new(&live).exists(),
+        "a running writer's temporary was removed"
+    );
+    let names = names_in(dir.path());
+    assert_eq!(names.len(), 3, "{names:?}"); // the file, its lock, the live temporary
+}
