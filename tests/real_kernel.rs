@@ -555,6 +555,10 @@ fn permissions_as_an_unprivileged_user_keep_the_cache_working() {
     let foreign = dir.path().join("foreign.bin.lock");
     std::fs::write(&foreign, b"").unwrap();
     std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // One it cannot even open: replaced by one of its own (the directory is writable).
+    let sealed = dir.path().join("sealed.bin.lock");
+    std::fs::write(&sealed, b"").unwrap();
+    std::fs::set_permissions(&sealed, std::fs::Permissions::from_mode(0o600)).unwrap();
     // The test binary may sit under a directory the unprivileged user cannot reach: run a copy.
     let exe = dir.path().join("real_kernel_test");
     std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
@@ -574,6 +578,7 @@ fn permissions_as_an_unprivileged_user_keep_the_cache_working() {
         "{text}"
     );
     assert_eq!(std::fs::metadata(&foreign).unwrap().uid(), 0);
+    assert_eq!(std::fs::metadata(&sealed).unwrap().uid(), 65534, "replaced");
 }
 
 fn permission_cases(dir: &Path, foreign: bool) {
@@ -608,6 +613,14 @@ fn permission_cases(dir: &Path, foreign: bool) {
         s.flush().unwrap();
         drop(s);
         assert_eq!(on_disk(&path).len(), 2);
+        // `sealed.bin.lock` is root's, mode 0600.
+        let path = dir.join("sealed.bin");
+        let s = Store::open(&path, Options::default()).unwrap();
+        s.put(b"k", Value::copy_from(b"v")).unwrap();
+        s.flush()
+            .expect("a flush beside a lock file this user cannot open");
+        drop(s);
+        assert_eq!(on_disk(&path).len(), 1);
     }
     println!("permission cases passed as uid {uid}");
 }
