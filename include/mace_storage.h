@@ -231,9 +231,15 @@ typedef struct MaceStorageOptions {
    */
   int32_t quiet;
   /*
+   How long a flush waits for the cache's lock held by another process (a stopped or hung
+   one) before it returns `MACE_STORAGE_BUSY`, keeping the changes for the next flush: 0 for
+   the default (3000 ms), `UINT32_MAX` to wait for ever.
+   */
+  uint32_t lock_timeout_ms;
+  /*
    Zero. Room for options to come without changing the struct's size.
    */
-  uint32_t reserved[7];
+  uint32_t reserved[6];
 } MaceStorageOptions;
 
 /*
@@ -558,7 +564,8 @@ enum MaceStorageStatus mace_storage_clear(struct MaceStorage *s);
 
 /*
  Commits every change durably (atomic: after a crash each entry is old or new). On failure the
- changes stay in memory for the next flush, and the file keeps its previous content.
+ changes stay in memory for the next flush, and the file keeps its previous content;
+ `MACE_STORAGE_BUSY` if another process held the cache's lock longer than the lock timeout.
 
  # Safety
  `s` is NULL or an open handle.

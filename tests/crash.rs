@@ -1,7 +1,10 @@
 //! Crash-state enumeration (the ALICE method) and the I/O-error loop (SQLite's method) over the
-//! simulated filesystem: every call of every flush path is a crash point, and at each one every
-//! unsynced write is kept, dropped or torn at 512-byte sectors in turn; every call of open, flush and
-//! compaction fails once and persistently with EIO, ENOSPC and EINTR.
+//! simulated filesystem: every call of every flush path is a crash point (and, in the first rounds,
+//! every call fails after a short write and the process dies at each call of the rollback that
+//! follows), and at each one every unsynced write is kept, dropped or torn at 512-byte sectors in
+//! turn; every call of open, flush and
+//! compaction fails once, persistently, and (writes) after writing half their bytes, with EIO,
+//! ENOSPC and EINTR; and every flush runs out of disk space at every point it can.
 //!
 //! `MACE_STORAGE_CRASH_SCALE=N` multiplies the data (and so the states) for a larger run.
 
@@ -135,6 +138,10 @@ fn scenarios() -> Vec<Scenario> {
     ]
 }
 
+/// Rounds per scenario whose failed flushes (a short write at each call, then the rollback) are
+/// crashed too.
+const ROLLBACK_ROUNDS: usize = 6;
+
 /// Random tear masks tried per write, on top of the systematic ones.
 const RANDOM_TEARS: u64 = 160;
 
@@ -220,14 +227,25 @@ fn every_crash_state_of_every_flush_is_old_or_new() {
         let (fs0, _) = base(|s| (sc.setup)(s, r));
         let (old, new, calls) = reference_run(&fs0, sc, r);
         assert!(old != new, "{}", sc.name);
-        for k in 1..=calls + 1 {
+        // The process dies at call k; or (in the first rounds) call k fails after a short write
+        // and the flush rolls back what it wrote, the process dying at each call of that rollback
+        // (j) or after it (j = 0); the power is lost after that.
+        let crashes = (1..=calls + 1).map(|k| (k, FailKind::Crash, 0));
+        let rollbacks = (1..=calls)
+            .filter(|_| r < ROLLBACK_ROUNDS)
+            .flat_map(|k| (0..=4).map(move |j| (k, FailKind::Short(libc::ENOSPC), j)));
+        for (k, kind, j) in crashes.chain(rollbacks) {
             let fs = fs0.snapshot();
             let s = (sc.change)(&fs, r);
             fs.reset_calls();
             if k <= calls {
-                fs.fail_at(k, FailKind::Crash);
+                fs.fail_at(k, kind);
+            }
+            if j > 0 {
+                fs.also_fail_at(k + j, FailKind::Crash);
             }
             let acked = s.flush().is_ok();
+            fs.clear_faults();
             drop(s);
             let events = fs.unsynced_events();
             for (p, pattern) in fate_patterns(&events, (r as u64) << 32 | k)
@@ -242,7 +260,7 @@ fn every_crash_state_of_every_flush_is_old_or_new() {
                     Err(_) => false,
                 };
                 tally.check(ok, || {
-                    format!("{} round {r}: crash at call {k}/{calls} (acked {acked}), pattern {p}: {:?}", sc.name, got.as_ref().map(|g| g.len()))
+                    format!("{} round {r}: {kind:?} at call {k}/{calls}, crash {j} calls later (acked {acked}), pattern {p}: {:?} entries (old {}, new {}); trace {:?}", sc.name, got.as_ref().map(|g| g.len()), old.len(), new.len(), fs.trace())
                 });
                 // A second crash during the recovery open changes nothing.
                 if p < 2 {
@@ -273,14 +291,25 @@ fn every_failing_call_of_open_flush_and_compaction_is_a_clean_error() {
         let (old, new, calls) = reference_run(&fs0, &sc, 0);
         for k in 1..=calls {
             for errno in errnos {
-                for kind in [FailKind::Once(errno), FailKind::Persistent(errno)] {
+                let kinds = [
+                    FailKind::Once(errno),
+                    FailKind::Persistent(errno),
+                    FailKind::Short(errno),
+                ];
+                for kind in kinds {
                     injections += 1;
                     let fs = fs0.snapshot();
                     let s = (sc.change)(&fs, 0);
+                    let bytes_before = fs.read_file(PATH);
                     fs.reset_calls();
                     fs.fail_at(k, kind);
                     let r = s.flush();
                     fs.clear_faults();
+                    let renamed = fs
+                        .trace()
+                        .iter()
+                        .any(|l| l.contains(" rename") && !l.contains("=>"));
+                    let bytes_now = fs.read_file(PATH);
                     let now = contents(&open(&fs).unwrap());
                     let what = format!("{}: call {k} {kind:?}", sc.name);
                     match r {
@@ -292,6 +321,16 @@ fn every_failing_call_of_open_flush_and_compaction_is_a_clean_error() {
                                 "{msg}"
                             );
                             assert!(now == old || now == new, "{what}: neither old nor new");
+                            // A single failure (the rollback's own calls succeed) leaves the file
+                            // byte for byte as it was, unless the new file was already renamed
+                            // into place (only its directory sync failed).
+                            if !matches!(kind, FailKind::Persistent(_)) {
+                                assert!(
+                                    bytes_now == bytes_before || (renamed && now == new),
+                                    "{what}: the file changed: {:?}",
+                                    fs.trace()
+                                );
+                            }
                             // The changes were kept: the next flush commits them.
                             s.flush().unwrap();
                             assert!(
@@ -337,4 +376,49 @@ fn every_failing_call_of_open_flush_and_compaction_is_a_clean_error() {
     }
     println!("error injections: {injections}");
     assert!(injections > 100);
+}
+
+/// Every flush path on a disk with room for only part of what it writes, at every 512-byte step
+/// of free space from none to enough: a flush that fails leaves the file byte for byte as it was
+/// and nothing else behind, and succeeds once there is room; one that succeeds committed it all.
+#[test]
+fn a_full_disk_at_every_point_of_every_flush_leaves_the_file_byte_identical() {
+    let (mut failed, mut succeeded) = (0u64, 0u64);
+    for sc in scenarios() {
+        for r in 0..3 {
+            let (fs0, _) = base(|s| (sc.setup)(s, r));
+            let (_, new, _) = reference_run(&fs0, &sc, r);
+            let mut room = 0u64;
+            loop {
+                let fs = fs0.snapshot();
+                let s = (sc.change)(&fs, r);
+                let (bytes_before, names_before) = (fs.read_file(PATH), fs.list());
+                let used: u64 = names_before
+                    .iter()
+                    .map(|p| fs.read_file(p).map_or(0, |b| b.len() as u64))
+                    .sum();
+                fs.set_capacity(Some(used + room));
+                let what = format!("{} round {r}: {room} bytes free", sc.name);
+                match s.flush() {
+                    Ok(()) => {
+                        assert!(contents(&open(&fs).unwrap()) == new, "{what}");
+                        succeeded += 1;
+                        break;
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        assert!(e.to_string().contains("os error 28"), "{what}: {e}");
+                        assert!(fs.read_file(PATH) == bytes_before, "{what}: file changed");
+                        assert_eq!(fs.list(), names_before, "{what}: left behind");
+                        fs.set_capacity(None);
+                        s.flush().unwrap();
+                        assert!(contents(&open(&fs).unwrap()) == new, "{what}: retry");
+                    }
+                }
+                room += 512;
+            }
+        }
+    }
+    println!("full-disk flushes: {failed} failed cleanly, {succeeded} succeeded");
+    assert!(failed > 100, "only {failed} failures");
 }

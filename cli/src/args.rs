@@ -51,6 +51,10 @@ pub struct Global {
     /// Print one JSON object on stdout instead of text.
     #[arg(long, global = true, help = JSON_HELP)]
     pub json: bool,
+    /// How long an in-place write (convert, merge, repair) waits for the cache's lock before it
+    /// gives up with exit 2.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30)]
+    pub lock_timeout: u64,
 }
 
 /// The commands.

@@ -7,10 +7,13 @@ use crate::Fail;
 use mace_storage::format::{
     self, Decoded, EntryIn, Format, ValueKind, WriteParams, DEVICE_NAME_KEY, PLATFORM_INFO_KEY,
 };
-use mace_storage::io::{posix::PosixFs, replace_atomically, sibling, Fs as _, ProcessLock};
+use mace_storage::io::side_files::{CacheLock, SideFiles, LOCK};
+use mace_storage::io::{posix::PosixFs, replace_atomically, sibling};
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The key MACE's OpenCL runtime stores its queue window size under, in tuned-parameter files only.
 pub const QUEUE_WINDOW_KEY: &[u8] = b"MACE_OPENCL_QUEUE_WINDOW_SIZE";
@@ -255,29 +258,36 @@ pub fn write_atomically(output: &Path, bytes: &[u8]) -> Result<u64, Fail> {
         .map_err(|e| Fail(format!("cannot write {}: {e}", output.display())))
 }
 
-/// Takes the store's cross-process lock `<output>.lock` when `output` already exists, so that a
-/// rewrite and an app's flush of the same cache never interleave; waits for it (saying so on stderr
-/// after a second). `None` for a new file.
-pub fn lock_existing(output: &Path) -> Result<Option<ProcessLock>, Fail> {
+static LOCK_TIMEOUT: OnceLock<Duration> = OnceLock::new();
+
+/// Sets how long [`lock_existing`] waits (`--lock-timeout`); the first call wins.
+pub fn set_lock_timeout(wait: Duration) {
+    let _ = LOCK_TIMEOUT.set(wait);
+}
+
+/// Takes the store's cross-process lock (`<output>.lock`, then the file itself, as every flush of
+/// the library does) when `output` already exists, so that a rewrite and an app's flush of the same
+/// cache never interleave. Waits at most `--lock-timeout`, saying so on stderr after a second; a
+/// lock still held then is an error. `None` for a new file.
+pub fn lock_existing(output: &Path) -> Result<Option<CacheLock>, Fail> {
     if !output.is_file() {
         return Ok(None);
     }
-    let lock_path = sibling(output, ".lock");
+    let lock_path = sibling(output, LOCK);
+    let fail = |e: std::io::Error| Fail(format!("cannot lock {}: {e}", lock_path.display()));
+    let side = SideFiles::open(&PosixFs, output).map_err(fail)?;
+    let wait = *LOCK_TIMEOUT.get_or_init(|| Duration::from_secs(30));
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let shown = lock_path.display().to_string();
     let waiter = std::thread::spawn(move || {
-        if done_rx
-            .recv_timeout(std::time::Duration::from_secs(1))
-            .is_err()
-        {
+        if done_rx.recv_timeout(Duration::from_secs(1)).is_err() {
             eprintln!("mace-cache: waiting for {shown}: an app is writing the cache");
         }
     });
-    let lock = PosixFs.lock(&lock_path);
+    let lock = side.lock(Some(wait));
     let _ = done_tx.send(());
     let _ = waiter.join();
-    lock.map(Some)
-        .map_err(|e| Fail(format!("cannot lock {}: {e}", lock_path.display())))
+    lock.map(Some).map_err(fail)
 }
 
 /// The damage of `d` as reported.

@@ -54,6 +54,7 @@ fn main() {
     let code = match args::Cli::try_parse_from(&argv) {
         Ok(cli) => {
             JSON.store(cli.global.json, Ordering::Relaxed);
+            cache::set_lock_timeout(std::time::Duration::from_secs(cli.global.lock_timeout));
             commands::run(cli).unwrap_or_else(|Fail(msg)| fail(&msg))
         }
         Err(e) => match e.kind() {

@@ -3,7 +3,8 @@
 //! another cache, the store's lock, a checksum that identifies the file, tuned files recognised,
 //! MACE 1.0 inputs kept readable by MACE 1.0, and the demo's explanations.
 
-use mace_storage::io::{posix::PosixFs, sibling, Fs as _};
+use mace_storage::io::side_files::SideFiles;
+use mace_storage::io::{posix::PosixFs, sibling};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::path::Path;
@@ -268,7 +269,9 @@ fn in_place_writers_wait_for_the_stores_lock() {
     ];
     for args in cases {
         let before = std::fs::read(&p).expect("cache");
-        let lock = PosixFs.lock(&sibling(&p, ".lock")).expect("lock");
+        let lock = SideFiles::open(&PosixFs, &p)
+            .and_then(|side| side.lock(None))
+            .expect("lock");
         let mut child = Command::new(BIN)
             .args(&args)
             .stdout(Stdio::null())
@@ -311,6 +314,22 @@ fn in_place_writers_wait_for_the_stores_lock() {
             "{args:?} wrote after the lock"
         );
     }
+    // A lock held past --lock-timeout: the write gives up, exit 2, the file untouched.
+    let before = std::fs::read(&p).expect("cache");
+    let _held = SideFiles::open(&PosixFs, &p)
+        .and_then(|side| side.lock(None))
+        .expect("lock");
+    let started = Instant::now();
+    let out = run(&[
+        "--lock-timeout".as_ref(),
+        "1".as_ref(),
+        "repair".as_ref(),
+        p.as_os_str(),
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot lock"), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(std::fs::read(&p).expect("cache"), before);
 }
 
 /// export-c prints a hash that tells files apart: two different 1.1 files (whose whole-file CRC-32

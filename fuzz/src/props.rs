@@ -613,6 +613,7 @@ impl Harness {
             format: self.format,
             read_only: false,
             fs: Arc::new(self.fs.clone()),
+            ..Options::default()
         };
         self.store = None;
         let store = Store::open(Path::new(PATH), opts)

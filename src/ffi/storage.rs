@@ -78,8 +78,12 @@ pub struct MaceStorageOptions {
     pub check_os_build: i32,
     /// Non-zero: do not log what opening found (for a caller that opens the same file again).
     pub quiet: i32,
+    /// How long a flush waits for the cache's lock held by another process (a stopped or hung
+    /// one) before it returns `MACE_STORAGE_BUSY`, keeping the changes for the next flush: 0 for
+    /// the default (3000 ms), `UINT32_MAX` to wait for ever.
+    pub lock_timeout_ms: u32,
     /// Zero. Room for options to come without changing the struct's size.
-    pub reserved: [u32; 7],
+    pub reserved: [u32; 6],
 }
 
 /// Counters of a store.
@@ -138,6 +142,7 @@ pub struct MaceStorageOpenReport {
 
 fn status_of(e: &Error) -> MaceStorageStatus {
     match e {
+        e if e.is_busy() => MACE_STORAGE_BUSY,
         Error::Io { .. } => MACE_STORAGE_IO_ERROR,
         Error::ReadOnly => MACE_STORAGE_READ_ONLY,
         Error::Encode(_) => MACE_STORAGE_INVALID_ARGUMENT,
@@ -237,6 +242,11 @@ pub unsafe extern "C" fn mace_storage_open(
         let opts = Options {
             format,
             read_only: o.read_only != 0,
+            lock_timeout: match o.lock_timeout_ms {
+                0 => Options::default().lock_timeout,
+                u32::MAX => None,
+                ms => Some(Duration::from_millis(u64::from(ms))),
+            },
             ..Options::default()
         };
         let opened = if o.crash_guard_ms > 0 && o.read_only == 0 {
@@ -481,7 +491,8 @@ pub unsafe extern "C" fn mace_storage_clear(s: *mut MaceStorage) -> MaceStorageS
 }
 
 /// Commits every change durably (atomic: after a crash each entry is old or new). On failure the
-/// changes stay in memory for the next flush, and the file keeps its previous content.
+/// changes stay in memory for the next flush, and the file keeps its previous content;
+/// `MACE_STORAGE_BUSY` if another process held the cache's lock longer than the lock timeout.
 ///
 /// # Safety
 /// `s` is NULL or an open handle.

@@ -6,10 +6,12 @@
 //! the simulated filesystem exercises exactly the sequence the real one runs.
 
 pub mod posix;
+pub mod side_files;
 pub mod sim;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// What identifies one version of a file on disk: if any field changed, someone else wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,6 +24,8 @@ pub struct FileMeta {
     pub ino: u64,
     /// Modification time in nanoseconds since the epoch.
     pub mtime_ns: i128,
+    /// Permission bits (`st_mode & 0o7777`); 0 where the filesystem has none.
+    pub mode: u32,
 }
 
 /// An open file, for writing.
@@ -36,14 +40,17 @@ pub trait FileHandle: Send {
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     /// The identity of the open file as it is now.
     fn meta(&self) -> io::Result<FileMeta>;
+    /// Sets the file's permission bits, like `fchmod`.
+    fn set_mode(&mut self, mode: u32) -> io::Result<()>;
 }
 
 /// How a process lock was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockKind {
-    /// An open-file-description lock (`F_OFD_SETLKW`): excludes other processes and other handles.
+    /// An open-file-description lock: excludes other processes and other handles.
     Ofd,
-    /// A BSD `flock` lock, used where OFD locks are not supported.
+    /// A BSD `flock` lock: excludes other processes and other handles, and can be taken through a
+    /// read-only descriptor (a lock file owned by another user, a cache file of mode 0444).
     Flock,
     /// Neither could be taken: writers are not excluded from each other.
     Unavailable,
@@ -91,18 +98,47 @@ pub trait Fs: Send + Sync {
     }
     /// The identity of a file; `Ok(None)` if it does not exist.
     fn metadata(&self, path: &Path) -> io::Result<Option<FileMeta>>;
-    /// Creates a file, or truncates an existing one, and opens it for writing.
+    /// Creates a file, or truncates an existing one, and opens it for writing; a symbolic link at
+    /// `path` is never followed (the call fails instead).
     fn create(&self, path: &Path) -> io::Result<Box<dyn FileHandle>>;
+    /// Creates a new file and opens it for writing; fails with `AlreadyExists` if anything, even a
+    /// dangling symbolic link, is at `path` (`O_CREAT | O_EXCL | O_NOFOLLOW`).
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn FileHandle>>;
     /// Opens an existing file for writing without truncating it.
     fn open_existing(&self, path: &Path) -> io::Result<Box<dyn FileHandle>>;
     /// Renames `from` to `to`, replacing `to` atomically.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Renames `from` to `to` only if nothing is at `to`, atomically; `AlreadyExists` otherwise.
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Removes a file.
     fn remove(&self, path: &Path) -> io::Result<()>;
-    /// Takes the exclusive cross-process lock kept in the never-replaced file `lock_path`, waiting for it.
-    fn lock(&self, lock_path: &Path) -> io::Result<ProcessLock>;
+    /// Takes the exclusive cross-process lock kept in the file `lock_path` (created if missing, a
+    /// symbolic link there replaced, never followed), waiting at most `wait` (`None`: for ever;
+    /// `TimedOut` after it); returns only once the locked file is the one now at `lock_path`, so a
+    /// lock file unlinked or replaced by someone else is never taken for the lock.
+    fn lock(&self, lock_path: &Path, wait: Option<Duration>) -> io::Result<ProcessLock>;
+    /// Takes the exclusive lock of the file at `path` itself (never following a link), waiting at
+    /// most `wait`; returns it with the file's identity once the locked file is the one at `path`,
+    /// or `None` if nothing is there. Whoever replaces or appends to the file holds this lock, so a
+    /// writer whose lock file was taken from under it still excludes the others.
+    fn lock_file(
+        &self,
+        path: &Path,
+        wait: Option<Duration>,
+    ) -> io::Result<Option<(ProcessLock, FileMeta)>>;
+    /// The entries of directory `dir` (full paths), in no particular order.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
+    /// `path` with every symbolic link at its last component followed (a dangling link resolves to
+    /// where it points); `path` itself when it is no link.
+    fn resolve(&self, path: &Path) -> io::Result<PathBuf> {
+        Ok(path.to_path_buf())
+    }
+    /// Whether process `pid` may still be running (a temporary file of a dead one is removed).
+    fn process_alive(&self, pid: u32) -> bool {
+        posix::process_alive(pid)
+    }
 }
 
 /// The buffer length for a file of `file_len` bytes on a platform that can allocate at most `max`
@@ -142,26 +178,14 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 }
 
 /// Replaces `path` with the concatenation of `pieces` so that a crash at any point leaves either the
-/// old file or the whole new one: write a temp file in the same directory, fsync it, rename it over
-/// `path`, fsync the directory. A failed call is returned as is and never retried.
+/// old file or the whole new one: write a temp file of a unique name in the same directory, fsync
+/// it, rename it over `path`, fsync the directory. A symbolic link at `path` is resolved (its target
+/// is replaced, the link stays). The caller holds the cache's lock ([`side_files::SideFiles::lock`])
+/// when others may write `path`. A failed call is returned as is and never retried; the temp file is
+/// removed.
 pub fn replace_atomically(fs: &dyn Fs, path: &Path, pieces: &[&[u8]]) -> io::Result<u64> {
-    let tmp = sibling(path, ".tmp");
-    let result = (|| {
-        let mut h = fs.create(&tmp)?;
-        let mut off = 0u64;
-        for p in pieces {
-            h.write_at(off, p)?;
-            off += p.len() as u64;
-        }
-        h.sync_all()?;
-        drop(h);
-        fs.rename(&tmp, path)?;
-        fs.sync_dir(&parent_dir(path))?;
-        Ok(off)
-    })();
-    if result.is_err() {
-        // Best effort: a leftover temp file is harmless (the next replace truncates it).
-        let _ = fs.remove(&tmp);
-    }
-    result
+    let target = fs.resolve(path)?;
+    side_files::SideFiles::new(fs, &target)
+        .replace_with(pieces, None, side_files::Commit::Replace)
+        .map(|(written, _)| written)
 }

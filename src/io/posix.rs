@@ -3,9 +3,10 @@
 use super::{buffer_len, FileHandle, FileMeta, Fs, LockKind, ProcessLock, MAX_BUFFER};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The operating system's filesystem.
 #[derive(Debug, Default, Clone, Copy)]
@@ -17,8 +18,20 @@ fn meta_of(m: &std::fs::Metadata) -> FileMeta {
         dev: m.dev(),
         ino: m.ino(),
         mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        mode: m.mode() & 0o7777,
     }
 }
+
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+fn errno_is(e: &io::Error, errno: i32) -> bool {
+    e.raw_os_error() == Some(errno)
+}
+
+/// Never follow a link at a name the library opens; never leak a descriptor into a child.
+const NOFOLLOW: i32 = libc::O_NOFOLLOW | libc::O_CLOEXEC;
 
 fn not_found_is_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
     match r {
@@ -67,6 +80,11 @@ impl FileHandle for PosixFile {
     fn meta(&self) -> io::Result<FileMeta> {
         Ok(meta_of(&self.0.metadata()?))
     }
+
+    fn set_mode(&mut self, mode: u32) -> io::Result<()> {
+        self.0
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+    }
 }
 
 impl Fs for PosixFs {
@@ -113,18 +131,36 @@ impl Fs for PosixFs {
             .create(true)
             .truncate(true)
             .mode(0o644)
+            .custom_flags(NOFOLLOW)
+            .open(path)?;
+        Ok(Box::new(PosixFile(f)))
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn FileHandle>> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(NOFOLLOW)
             .open(path)?;
         Ok(Box::new(PosixFile(f)))
     }
 
     fn open_existing(&self, path: &Path) -> io::Result<Box<dyn FileHandle>> {
         Ok(Box::new(PosixFile(
-            OpenOptions::new().write(true).open(path)?,
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(NOFOLLOW)
+                .open(path)?,
         )))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
+    }
+
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        rename_noreplace(from, to)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -135,21 +171,193 @@ impl Fs for PosixFs {
         std::fs::remove_file(path)
     }
 
-    fn lock(&self, lock_path: &Path) -> io::Result<ProcessLock> {
-        let f = OpenOptions::new()
+    fn lock(&self, lock_path: &Path, wait: Option<Duration>) -> io::Result<ProcessLock> {
+        let deadline = wait.map(|w| Instant::now() + w);
+        // Until the file locked is the one at the name: a cleaner may unlink or replace it meanwhile.
+        for _ in 0..1000 {
+            let f = open_lock_file(lock_path)?;
+            let kind = flock_wait(&f, deadline)?;
+            if kind == LockKind::Unavailable {
+                return Ok(ProcessLock::new(kind, None));
+            }
+            let held = f.metadata()?;
+            match std::fs::symlink_metadata(lock_path) {
+                Ok(now) if same_file(&now, &held) => {
+                    return Ok(ProcessLock::new(kind, Some(Box::new(f))))
+                }
+                _ => continue,
+            }
+        }
+        Err(io::Error::other("the lock file keeps being replaced"))
+    }
+
+    fn lock_file(
+        &self,
+        path: &Path,
+        wait: Option<Duration>,
+    ) -> io::Result<Option<(ProcessLock, FileMeta)>> {
+        let deadline = wait.map(|w| Instant::now() + w);
+        for _ in 0..1000 {
+            // Read-only is enough for flock: a file of mode 0444 is locked as well.
+            let f = match OpenOptions::new()
+                .read(true)
+                .custom_flags(NOFOLLOW)
+                .open(path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let kind = flock_wait(&f, deadline)?;
+            let held = f.metadata()?;
+            match std::fs::symlink_metadata(path) {
+                Ok(now) if same_file(&now, &held) => {
+                    let guard: Option<Box<dyn Send>> = match kind {
+                        LockKind::Unavailable => None,
+                        _ => Some(Box::new(f)),
+                    };
+                    return Ok(Some((ProcessLock::new(kind, guard), meta_of(&held))));
+                }
+                // Replaced or removed while we waited: lock what is there now.
+                _ => continue,
+            }
+        }
+        Err(io::Error::other("the cache file keeps being replaced"))
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect()
+    }
+
+    fn resolve(&self, path: &Path) -> io::Result<PathBuf> {
+        let mut p = path.to_path_buf();
+        // As many links as the kernel follows before ELOOP.
+        for _ in 0..40 {
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    let to = std::fs::read_link(&p)?;
+                    p = if to.is_absolute() {
+                        to
+                    } else {
+                        super::parent_dir(&p).join(to)
+                    };
+                }
+                _ => return Ok(p),
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::ELOOP))
+    }
+}
+
+/// Opens (creating) the lock file without following a link at its name. A link there is removed
+/// (the library never made it); a lock file this user may not write is opened read-only (flock
+/// needs no write access); one it may not even read is replaced by a fresh one.
+fn open_lock_file(p: &Path) -> io::Result<File> {
+    let mut last = None;
+    for _ in 0..8 {
+        let rw = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o644)
-            .open(lock_path)?;
-        let kind = lock_file(&f)?;
-        let guard: Option<Box<dyn Send>> = match kind {
-            LockKind::Unavailable => None,
-            // Closing the descriptor releases either kind of lock.
-            _ => Some(Box::new(f)),
+            .custom_flags(NOFOLLOW)
+            .open(p);
+        let e = match rw {
+            Ok(f) => return Ok(f),
+            Err(e) => e,
         };
-        Ok(ProcessLock::new(kind, guard))
+        if errno_is(&e, libc::ELOOP) {
+            std::fs::remove_file(p)?;
+            last = Some(e);
+            continue;
+        }
+        if e.kind() != io::ErrorKind::PermissionDenied && !errno_is(&e, libc::EROFS) {
+            return Err(e);
+        }
+        match OpenOptions::new().read(true).custom_flags(NOFOLLOW).open(p) {
+            Ok(f) => return Ok(f),
+            Err(ro) if errno_is(&ro, libc::ELOOP) => std::fs::remove_file(p)?,
+            Err(ro) if ro.kind() == io::ErrorKind::PermissionDenied => {
+                // Ours may replace it only where we may write the directory; else the first error.
+                let fresh = sibling_name(p, &format!(".{}.new", std::process::id()));
+                let _ = std::fs::remove_file(&fresh);
+                if OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o644)
+                    .custom_flags(NOFOLLOW)
+                    .open(&fresh)
+                    .is_err()
+                {
+                    return Err(e);
+                }
+                if let Err(re) = std::fs::rename(&fresh, p) {
+                    let _ = std::fs::remove_file(&fresh);
+                    return Err(re);
+                }
+            }
+            Err(_) => return Err(e),
+        }
+        last = Some(e);
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("cannot open the lock file")))
+}
+
+fn sibling_name(p: &Path, suffix: &str) -> PathBuf {
+    super::sibling(p, suffix)
+}
+
+/// `rename(from, to)` that fails with `AlreadyExists` if something is at `to`: `renameat2` with
+/// `RENAME_NOREPLACE` where the kernel and filesystem have it, else a hard link (which fails on an
+/// existing name) and an unlink, else a check and a rename (filesystems with neither).
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+        };
+        let (f, t) = (c(from)?, c(to)?);
+        const RENAME_NOREPLACE: libc::c_uint = 1;
+        // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                f.as_ptr(),
+                libc::AT_FDCWD,
+                t.as_ptr(),
+                RENAME_NOREPLACE,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)
+        ) {
+            return Err(e);
+        }
+    }
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(from);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => {
+            if std::fs::symlink_metadata(to).is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            std::fs::rename(from, to)
+        }
     }
 }
 
@@ -179,44 +387,55 @@ fn retry_eintr(mut f: impl FnMut() -> libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Takes an exclusive lock on the whole file: OFD lock first, flock where the kernel lacks OFD locks.
-fn lock_file(f: &File) -> io::Result<LockKind> {
+/// Takes an exclusive `flock` on `f`, waiting until `deadline` (`None`: for ever); `TimedOut` after
+/// it. flock, not a record lock: it works through read-only descriptors, so a lock file owned by
+/// another user and a cache file of mode 0444 can both be locked.
+fn flock_wait(f: &File, deadline: Option<Instant>) -> io::Result<LockKind> {
     let fd = f.as_raw_fd();
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        const F_OFD_SETLKW: libc::c_int = 38;
-        // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_WRLCK as _;
-        fl.l_whence = libc::SEEK_SET as _;
-        // l_start = l_len = 0: the whole file; l_pid must be 0 for OFD locks.
-        // SAFETY: `fd` is an open descriptor owned by `f`, and `fl` is a valid flock that outlives the call.
-        match retry_eintr(|| unsafe { libc::fcntl(fd, F_OFD_SETLKW, &mut fl as *mut libc::flock) })
-        {
-            Ok(()) => return Ok(LockKind::Ofd),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+    let unsupported = |e: &io::Error| {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)
+        )
+    };
+    let Some(deadline) = deadline else {
+        // SAFETY: `fd` is an open descriptor owned by `f`.
+        return match retry_eintr(|| unsafe { libc::flock(fd, libc::LOCK_EX) }) {
+            Ok(()) => Ok(LockKind::Flock),
+            Err(e) if unsupported(&e) => Ok(LockKind::Unavailable),
+            Err(e) => Err(e),
+        };
+    };
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        // SAFETY: `fd` is an open descriptor owned by `f`.
+        match retry_eintr(|| unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) }) {
+            Ok(()) => return Ok(LockKind::Flock),
+            Err(e) if unsupported(&e) => return Ok(LockKind::Unavailable),
+            Err(e) if errno_is(&e, libc::EWOULDBLOCK) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "held by another process for more than {} ms",
+                            (now - started).as_millis()
+                        ),
+                    ));
+                }
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
             Err(e) => return Err(e),
         }
-    }
-    // SAFETY: `fd` is an open descriptor owned by `f`.
-    match retry_eintr(|| unsafe { libc::flock(fd, libc::LOCK_EX) }) {
-        Ok(()) => Ok(LockKind::Flock),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)
-            ) =>
-        {
-            Ok(LockKind::Unavailable)
-        }
-        Err(e) => Err(e),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::{replace_atomically, sibling};
+    use crate::io::replace_atomically;
 
     fn tmpdir(name: &str) -> std::path::PathBuf {
         let d =
@@ -236,7 +455,11 @@ mod tests {
         let (data, meta) = fs.read(&p).unwrap().unwrap();
         assert_eq!(data, b"abcdef");
         assert_eq!(meta.len, 6);
-        assert!(!sibling(&p, ".tmp").exists());
+        assert_eq!(
+            fs.list_dir(&d).unwrap(),
+            vec![p.clone()],
+            "no temporary left"
+        );
         let mut h = fs.open_existing(&p).unwrap();
         h.write_at(6, b"gh").unwrap();
         h.sync_data().unwrap();
@@ -249,12 +472,12 @@ mod tests {
         let d = tmpdir("lock");
         let lp = d.join("f.bin.lock");
         let fs = PosixFs;
-        let held = fs.lock(&lp).unwrap();
-        assert_eq!(held.kind(), LockKind::Ofd);
+        let held = fs.lock(&lp, None).unwrap();
+        assert_eq!(held.kind(), LockKind::Flock);
         let (tx, rx) = std::sync::mpsc::channel();
         let lp2 = lp.clone();
         let t = std::thread::spawn(move || {
-            let _l = PosixFs.lock(&lp2).unwrap();
+            let _l = PosixFs.lock(&lp2, None).unwrap();
             tx.send(()).unwrap();
         });
         assert!(rx

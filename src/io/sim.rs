@@ -3,8 +3,10 @@
 //! It models ext4 with `data=ordered`: file data becomes durable only through `sync_data`/`sync_all`,
 //! directory entries (creations, renames, removals) only through `sync_dir` of their directory, and a
 //! power loss keeps an arbitrary subset of the unsynced data writes (possibly torn at 512-byte sectors)
-//! and an in-order prefix of the unsynced directory operations. Any call can be made to fail, or the
-//! process to die at it, and every call is traced.
+//! and an in-order prefix of the unsynced directory operations. Any call can be made to fail, a write
+//! to stop part way (a short write), or the process to die at it, and every call is traced. A
+//! capacity makes the disk fill up: a write that does not fit writes what fits, then fails with
+//! ENOSPC, as a real `pwrite` loop does.
 
 use super::{FileHandle, FileMeta, Fs, LockKind, ProcessLock};
 use parking_lot::{Condvar, Mutex};
@@ -13,6 +15,7 @@ use std::fmt;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const SECTOR: u64 = 512;
 
@@ -146,6 +149,9 @@ pub enum FailKind {
     Persistent(i32),
     /// The process dies at the chosen call: it and every later one fail with EIO and do nothing.
     Crash,
+    /// Only the chosen call fails, with this errno; a write first writes the first half of its
+    /// bytes (a short write), any other call does nothing.
+    Short(i32),
 }
 
 /// A queued directory change: `from` unlinked and/or `to` linked to inode `ino`.
@@ -187,6 +193,7 @@ struct Inode {
     durable: Vec<u8>,
     unsynced: Vec<Op>,
     mtime_ns: i128,
+    mode: u32,
 }
 
 impl Inode {
@@ -207,6 +214,8 @@ struct Disk {
     dir_ops: Vec<DirOp>,
     next_ino: u64,
     clock: i128,
+    /// Bytes the named files may hold in all; `None`: unlimited.
+    capacity: Option<u64>,
 }
 
 impl Disk {
@@ -224,6 +233,7 @@ impl Disk {
             dev: 1,
             ino,
             mtime_ns,
+            mode: node.mode,
         }
     }
 
@@ -240,6 +250,42 @@ impl Disk {
         self.next_ino += 1;
         self.inodes.insert(self.next_ino, Inode::default());
         self.next_ino
+    }
+
+    /// Bytes held by the files that have a name.
+    fn used(&self) -> u64 {
+        let named: BTreeSet<u64> = self.names.values().copied().collect();
+        named.iter().map(|i| self.inodes[i].data.len() as u64).sum()
+    }
+
+    /// Applies a write, only the part of it that fits in the capacity (then ENOSPC).
+    fn write(&mut self, ino: u64, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let end = offset + bytes.len() as u64;
+        let len = self.inodes[&ino].data.len() as u64;
+        let room = self.capacity.map(|c| c.saturating_sub(self.used()));
+        match room {
+            Some(room) if end > len.max(offset) && end - len.max(offset) > room => {
+                let fits = (len.max(offset) + room).saturating_sub(offset) as usize;
+                let part = bytes[..fits.min(bytes.len())].to_vec();
+                if !part.is_empty() {
+                    self.apply_op(
+                        ino,
+                        Op::Write {
+                            offset,
+                            bytes: part,
+                        },
+                    )?;
+                }
+                Err(io::Error::from_raw_os_error(libc::ENOSPC))
+            }
+            _ => self.apply_op(
+                ino,
+                Op::Write {
+                    offset,
+                    bytes: bytes.to_vec(),
+                },
+            ),
+        }
     }
 
     fn apply_op(&mut self, ino: u64, op: Op) -> io::Result<()> {
@@ -277,6 +323,8 @@ struct State {
     disk: Disk,
     calls: u64,
     fault: Option<(u64, FailKind)>,
+    /// A second fault, for a failure during the recovery from the first.
+    later: Option<(u64, FailKind)>,
     trace: Vec<String>,
 }
 
@@ -321,15 +369,31 @@ impl SimFs {
 
     /// Counts a call, fails it if a fault says so, else runs `f`; traces it either way.
     fn call<T>(&self, desc: String, f: impl FnOnce(&mut Disk) -> io::Result<T>) -> io::Result<T> {
+        self.call_partial(desc, f, |_| ())
+    }
+
+    /// Like [`SimFs::call`]; a [`FailKind::Short`] fault at this call runs `partial` before failing.
+    fn call_partial<T>(
+        &self,
+        desc: String,
+        f: impl FnOnce(&mut Disk) -> io::Result<T>,
+        partial: impl FnOnce(&mut Disk),
+    ) -> io::Result<T> {
         let mut st = self.shared.state.lock();
         st.calls += 1;
         let n = st.calls;
-        let injected = match st.fault {
-            Some((at, FailKind::Once(e))) if n == at => Some((e, "injected")),
+        let short =
+            |f: Option<(u64, FailKind)>| matches!(f, Some((at, FailKind::Short(_))) if at == n);
+        if short(st.fault) || short(st.later) {
+            partial(&mut st.disk);
+        }
+        let hit = |f: Option<(u64, FailKind)>| match f {
+            Some((at, FailKind::Once(e) | FailKind::Short(e))) if n == at => Some((e, "injected")),
             Some((at, FailKind::Persistent(e))) if n >= at => Some((e, "injected")),
             Some((at, FailKind::Crash)) if n >= at => Some((libc::EIO, "crashed")),
             _ => None,
         };
+        let injected = hit(st.later).or_else(|| hit(st.fault));
         let result = match injected {
             Some((errno, _)) => Err(io::Error::from_raw_os_error(errno)),
             None => f(&mut st.disk),
@@ -364,12 +428,27 @@ impl SimFs {
 
     /// Makes call number `n` (1-based, counted from the last reset) fail as `kind` says.
     pub fn fail_at(&self, n: u64, kind: FailKind) {
-        self.shared.state.lock().fault = Some((n, kind));
+        let mut st = self.shared.state.lock();
+        st.fault = Some((n, kind));
+        st.later = None;
+    }
+
+    /// Adds to the fault of [`SimFs::fail_at`] a second one at call `n` (say, the process dying
+    /// while it undoes what the first failure left).
+    pub fn also_fail_at(&self, n: u64, kind: FailKind) {
+        self.shared.state.lock().later = Some((n, kind));
     }
 
     /// Removes any injected fault.
     pub fn clear_faults(&self) {
-        self.shared.state.lock().fault = None;
+        let mut st = self.shared.state.lock();
+        st.fault = None;
+        st.later = None;
+    }
+
+    /// Limits the bytes all named files may hold (`None`: unlimited); kept by snapshots and crashes.
+    pub fn set_capacity(&self, bytes: Option<u64>) {
+        self.shared.state.lock().disk.capacity = bytes;
     }
 
     /// One line per call since the last reset, e.g. `#3 write_at ino=2 off=0 len=512`.
@@ -516,16 +595,16 @@ impl SimHandle {
 
 impl FileHandle for SimHandle {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let args = format!(" off={offset} len={}", data.len());
-        self.call("write_at", args, |st, ino| {
-            st.apply_op(
-                ino,
-                Op::Write {
-                    offset,
-                    bytes: data.to_vec(),
-                },
-            )
-        })
+        let ino = self.ino;
+        let desc = format!("write_at ino={ino} off={offset} len={}", data.len());
+        let half = &data[..data.len() / 2];
+        self.fs.call_partial(
+            desc,
+            |st| st.write(ino, offset, data),
+            |st| {
+                let _ = st.write(ino, offset, half);
+            },
+        )
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
@@ -544,6 +623,13 @@ impl FileHandle for SimHandle {
 
     fn meta(&self) -> io::Result<FileMeta> {
         self.call("meta", String::new(), |st, ino| Ok(st.meta(ino)))
+    }
+
+    fn set_mode(&mut self, mode: u32) -> io::Result<()> {
+        self.call("set_mode", format!(" mode={mode:o}"), |st, ino| {
+            st.node(ino).mode = mode;
+            Ok(())
+        })
     }
 }
 
@@ -598,6 +684,20 @@ impl Fs for SimFs {
         .map(|ino| self.handle(ino))
     }
 
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn FileHandle>> {
+        let p = norm(path);
+        self.call(format!("create_new {}", p.display()), |st| {
+            if st.names.contains_key(&p) {
+                return Err(io::Error::from_raw_os_error(libc::EEXIST));
+            }
+            let ino = st.new_inode();
+            st.node(ino).mode = 0o644;
+            st.relink(None, Some(&p), ino);
+            Ok(ino)
+        })
+        .map(|ino| self.handle(ino))
+    }
+
     fn open_existing(&self, path: &Path) -> io::Result<Box<dyn FileHandle>> {
         let p = norm(path);
         self.call(format!("open_existing {}", p.display()), |st| st.lookup(&p))
@@ -613,6 +713,21 @@ impl Fs for SimFs {
                 if from != to {
                     st.relink(Some(&from), Some(&to), ino);
                 }
+                Ok(())
+            },
+        )
+    }
+
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let (from, to) = (norm(from), norm(to));
+        self.call(
+            format!("rename_noreplace {} -> {}", from.display(), to.display()),
+            |st| {
+                let ino = st.lookup(&from)?;
+                if st.names.contains_key(&to) {
+                    return Err(io::Error::from_raw_os_error(libc::EEXIST));
+                }
+                st.relink(Some(&from), Some(&to), ino);
                 Ok(())
             },
         )
@@ -638,17 +753,67 @@ impl Fs for SimFs {
         })
     }
 
-    fn lock(&self, lock_path: &Path) -> io::Result<ProcessLock> {
+    fn lock(&self, lock_path: &Path, wait: Option<Duration>) -> io::Result<ProcessLock> {
         let path = norm(lock_path);
         self.call(format!("lock {}", path.display()), |_| Ok(()))?;
-        let mut held = self.shared.locks.lock();
-        while held.contains(&path) {
-            self.shared.unlocked.wait(&mut held);
+        self.hold(path, wait)
+    }
+
+    fn lock_file(
+        &self,
+        path: &Path,
+        wait: Option<Duration>,
+    ) -> io::Result<Option<(ProcessLock, FileMeta)>> {
+        let p = norm(path);
+        loop {
+            let found = self.call(format!("lock_file {}", p.display()), |st| {
+                Ok(st.names.get(&p).copied())
+            })?;
+            let Some(ino) = found else {
+                return Ok(None);
+            };
+            // Locks live in the set by name; an inode's lock has a name no path can have.
+            let lock = self.hold(PathBuf::from(format!("\0ino {ino}")), wait)?;
+            let st = self.shared.state.lock();
+            if st.disk.names.get(&p) == Some(&ino) {
+                return Ok(Some((lock, st.disk.meta(ino))));
+            }
         }
-        held.insert(path.clone());
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let dir = norm(dir);
+        self.call(format!("list_dir {:?}", dir.display().to_string()), |st| {
+            let in_dir = |p: &&PathBuf| p.parent().unwrap_or(Path::new("")) == dir;
+            Ok(st.names.keys().filter(in_dir).cloned().collect())
+        })
+    }
+}
+
+impl SimFs {
+    /// Waits until no one holds `key` (at most `wait`), then holds it.
+    fn hold(&self, key: PathBuf, wait: Option<Duration>) -> io::Result<ProcessLock> {
+        let deadline = wait.map(|w| Instant::now() + w);
+        let mut held = self.shared.locks.lock();
+        while held.contains(&key) {
+            match deadline {
+                None => self.shared.unlocked.wait(&mut held),
+                Some(d) => {
+                    if self.shared.unlocked.wait_until(&mut held, d).timed_out()
+                        && held.contains(&key)
+                    {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "held by another process",
+                        ));
+                    }
+                }
+            }
+        }
+        held.insert(key.clone());
         let guard = LockGuard {
             shared: Arc::clone(&self.shared),
-            path,
+            path: key,
         };
         Ok(ProcessLock::new(LockKind::Ofd, Some(Box::new(guard))))
     }
@@ -846,7 +1011,7 @@ mod tests {
         let mut h = fs.create(p("f")).unwrap();
         assert!(h.write_at(0, b"x").is_err());
         assert!(fs.remove(p("f")).is_err());
-        assert!(fs.lock(p("l")).is_err());
+        assert!(fs.lock(p("l"), None).is_err());
         assert!(fs.exists("f"));
         assert_eq!(fs.read_file("f").unwrap(), b"");
     }
@@ -900,19 +1065,19 @@ mod tests {
     #[test]
     fn lock_excludes_across_threads() {
         let fs = SimFs::new();
-        let guard = fs.lock(p("x.lock")).unwrap();
+        let guard = fs.lock(p("x.lock"), None).unwrap();
         assert_eq!(guard.kind(), LockKind::Ofd);
         let got = Arc::new(AtomicBool::new(false));
         let waiter = {
             let (fs, got) = (fs.clone(), Arc::clone(&got));
             std::thread::spawn(move || {
-                let _l = fs.lock(p("x.lock")).unwrap();
+                let _l = fs.lock(p("x.lock"), None).unwrap();
                 got.store(true, Ordering::SeqCst);
             })
         };
         std::thread::sleep(Duration::from_millis(50));
         assert!(!got.load(Ordering::SeqCst));
-        drop(fs.lock(p("other.lock")).unwrap());
+        drop(fs.lock(p("other.lock"), None).unwrap());
         drop(guard);
         waiter.join().unwrap();
         assert!(got.load(Ordering::SeqCst));
@@ -923,7 +1088,7 @@ mod tests {
                 let (fs, inside) = (fs.clone(), Arc::clone(&inside));
                 std::thread::spawn(move || {
                     for _ in 0..50 {
-                        let _l = fs.lock(p("x.lock")).unwrap();
+                        let _l = fs.lock(p("x.lock"), None).unwrap();
                         assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
                         std::thread::yield_now();
                         inside.fetch_sub(1, Ordering::SeqCst);

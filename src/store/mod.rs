@@ -9,7 +9,8 @@ pub use value::{Backing, Value};
 use crate::format::{
     self, CheckedInfo, Damage, EntryIn, Format, ValueKind, WriteParams, PLATFORM_INFO_KEY,
 };
-use crate::io::{parent_dir, posix::PosixFs, replace_atomically, sibling, FileMeta, Fs, LockKind};
+use crate::io::side_files::{self, CacheLock, SideFiles};
+use crate::io::{parent_dir, posix::PosixFs, FileMeta, Fs, LockKind};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::fmt;
@@ -17,6 +18,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How a store is opened.
 #[derive(Clone)]
@@ -27,6 +29,10 @@ pub struct Options {
     pub read_only: bool,
     /// The filesystem (default: the real one).
     pub fs: Arc<dyn Fs>,
+    /// How long a flush (or setting an unreadable file aside) waits for the cache's lock held by
+    /// another process before it gives up with a busy error ([`Error::is_busy`]) and keeps the
+    /// changes for the next flush; `None`: for ever. Default 3 s.
+    pub lock_timeout: Option<Duration>,
 }
 
 impl Default for Options {
@@ -35,6 +41,7 @@ impl Default for Options {
             format: Format::Checked11,
             read_only: false,
             fs: Arc::new(PosixFs),
+            lock_timeout: Some(side_files::DEFAULT_LOCK_TIMEOUT),
         }
     }
 }
@@ -68,6 +75,14 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// Whether another process held the cache's lock for longer than the lock timeout (nothing was
+    /// written; the changes are kept for the next flush).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if side_files::is_busy(source))
+    }
+}
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
     move |source| Error::Io {
@@ -192,6 +207,9 @@ impl State {
 /// A key-value store over one cache file, safe to share between threads.
 pub struct Store {
     path: PathBuf,
+    /// `path` with a symbolic link at it resolved, once, at open: every read, write and side file
+    /// is at the target.
+    target: PathBuf,
     opts: Options,
     state: RwLock<State>,
     flush_lock: Mutex<()>,
@@ -227,14 +245,74 @@ struct Loaded {
     base: HashMap<Vec<u8>, Item>,
     disk: Disk,
     report: Report,
+    /// Why the file cannot be read at all (it opened empty), if so.
+    unreadable: Option<String>,
+}
+
+impl Loaded {
+    /// Moves an unreadable file aside under `lock`, if it is the very file read; notes what happened.
+    fn set_aside(&mut self, side: &SideFiles<'_>, lock: &CacheLock) {
+        let Some(why) = self.unreadable.clone() else {
+            return;
+        };
+        let read = self.disk.meta;
+        let locked = lock.file();
+        let same = matches!((read, locked), (Some(r), Some(l)) if r.dev == l.dev && r.ino == l.ino);
+        let notes = &mut self.report.damage.notes;
+        if !same || lock.kind() == LockKind::Unavailable {
+            notes.push(format!(
+                "unreadable ({why}): started empty, left in place (it changed, or no lock could exclude other writers); the next flush replaces it"
+            ));
+            return;
+        }
+        match side.set_aside(lock, side_files::CORRUPT) {
+            Ok(Some(to)) => {
+                notes.push(format!("unreadable ({why}): moved to {} and started empty", to.display()));
+                self.disk.meta = None;
+                self.report.set_aside = Some(to);
+            }
+            Ok(None) => notes.push(format!(
+                "unreadable ({why}): it changed while being set aside; started empty"
+            )),
+            Err(e) => notes.push(format!(
+                "unreadable ({why}) and could not be moved aside ({e}): started empty; the next flush replaces it"
+            )),
+        }
+    }
 }
 
 impl Store {
     /// Opens the cache file at `path`: a missing file opens empty, a damaged one with what salvage
-    /// kept, and one that cannot be read at all is moved to `<path>.corrupt` (unless read-only).
+    /// kept, and one that cannot be read at all is moved to `<path>.corrupt` (unless read-only),
+    /// under the cache's lock and only if it is still that file and still unreadable. A symbolic
+    /// link at `path` is resolved here, once ([`Store::target`]).
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store, Error> {
         let path = path.as_ref().to_path_buf();
-        let loaded = load(&*opts.fs, &path, !opts.read_only)?;
+        let fs = &*opts.fs;
+        let side = SideFiles::open(fs, &path).map_err(io_err("resolve", &path))?;
+        let target = side.path().to_path_buf();
+        let mut loaded = load(fs, &target)?;
+        if let Some(why) = loaded.unreadable.clone() {
+            if opts.read_only {
+                loaded
+                    .report
+                    .damage
+                    .notes
+                    .push(format!("unreadable ({why}): read as empty"));
+            } else {
+                // Set aside only under the lock, after reading it again: what looked unreadable may
+                // have been another process's commit in progress, complete by now.
+                match side.lock(opts.lock_timeout) {
+                    Ok(lock) => {
+                        loaded = load(fs, &target)?;
+                        loaded.set_aside(&side, &lock);
+                    }
+                    Err(e) => loaded.report.damage.notes.push(format!(
+                        "unreadable ({why}) and not moved aside (cannot lock it: {e}): started empty; the next flush replaces it"
+                    )),
+                }
+            }
+        }
         let stats = Stats {
             entries_salvaged: if loaded.report.damage.intact {
                 0
@@ -246,6 +324,7 @@ impl Store {
         };
         Ok(Store {
             path,
+            target,
             state: RwLock::new(State {
                 base: Arc::new(loaded.base),
                 disk: loaded.disk,
@@ -278,6 +357,7 @@ impl Store {
         };
         Ok(Store {
             path: PathBuf::new(),
+            target: PathBuf::new(),
             state: RwLock::new(State {
                 base: Arc::new(load_entries(&data, &d)),
                 stats,
@@ -294,9 +374,15 @@ impl Store {
         })
     }
 
-    /// The file this store commits to.
+    /// The path the store was opened with.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file this store reads and commits to: [`Store::path`] with a symbolic link at it
+    /// resolved when the store was opened.
+    pub fn target(&self) -> &Path {
+        &self.target
     }
 
     /// What opening the file found.
@@ -428,15 +514,34 @@ impl Store {
     }
 
     fn flush_locked(&self) -> Result<(), Error> {
+        // A file can appear where there was none only if another writer lost its lock file: then
+        // the new file is merged and the flush tried again.
+        let mut attempts = 0;
+        loop {
+            match self.flush_once() {
+                Err(Error::Io {
+                    op: "create",
+                    source,
+                    ..
+                }) if source.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn flush_once(&self) -> Result<(), Error> {
         let fs = &*self.opts.fs;
-        let lock_path = sibling(&self.path, ".lock");
-        let lock = fs.lock(&lock_path).map_err(io_err("lock", &lock_path))?;
+        let side = SideFiles::new(fs, &self.target);
+        let lock = side
+            .lock(self.opts.lock_timeout)
+            .map_err(io_err("lock", &self.target))?;
         // Another process may have committed since we last read the file: start from what it wrote.
-        let on_disk = fs
-            .metadata(&self.path)
-            .map_err(io_err("stat", &self.path))?;
+        let on_disk = lock.file().copied();
         if on_disk != self.state.read().disk.meta {
-            let loaded = load(fs, &self.path, true)?;
+            let mut loaded = load(fs, &self.target)?;
+            loaded.set_aside(&side, &lock);
             let mut s = self.state.write();
             s.base = Arc::new(loaded.base);
             s.disk = loaded.disk;
@@ -466,24 +571,32 @@ impl Store {
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let path = &self.target;
+        let mut rewrite = false;
         if changes.is_empty() && !cleared {
-            drop(base);
             // The puts are in the file as read. Before saying they are committed, make sure that
             // file is durable: it may have been left unsynced (a rename whose directory sync
             // failed, a writer that died before its fsync).
             if !disk.name_durable && disk.meta.is_some() {
-                let mut h = fs
-                    .open_existing(&self.path)
-                    .map_err(io_err("open", &self.path))?;
-                h.sync_all().map_err(io_err("sync", &self.path))?;
-                fs.sync_dir(&parent_dir(&self.path))
-                    .map_err(io_err("sync the directory of", &self.path))?;
-                self.state.write().disk.name_durable = true;
+                match fs.open_existing(path) {
+                    Ok(mut h) => {
+                        h.sync_all().map_err(io_err("sync", path))?;
+                        fs.sync_dir(&parent_dir(path))
+                            .map_err(io_err("sync the directory of", path))?;
+                        self.state.write().disk.name_durable = true;
+                    }
+                    // A file this process may not write (mode 0444): a rewrite makes it durable.
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => rewrite = true,
+                    Err(e) => return Err(io_err("open", path)(e)),
+                }
             }
-            settle(&mut self.state.write(), inflight);
-            return Ok(());
+            if !rewrite {
+                drop(base);
+                settle(&mut self.state.write(), inflight);
+                return Ok(());
+            }
         }
-        let result = self.write(&changes, cleared, &base, &disk);
+        let result = self.write(&side, &lock, &changes, cleared, &base, &disk, rewrite);
         // Dropped before the base is updated, so that an append updates it in place.
         drop(base);
         let mut s = self.state.write();
@@ -532,15 +645,23 @@ impl Store {
     /// Writes `base` (hidden if `cleared`) with `inflight` applied to disk, appending when `inflight`
     /// only adds keys to an intact checked-1.1 file; returns the new disk state, the entries written
     /// when it rewrote the file (`None`: it appended `inflight`), and the bytes written.
-    #[allow(clippy::type_complexity)]
+    ///
+    /// A failed append leaves the file byte for byte as it was: the records written over the old
+    /// trailer are cut off and the trailer restored. A file this process may not write (mode 0444
+    /// in a writable directory) is rewritten instead of appended to, keeping its mode.
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn write(
         &self,
+        side: &SideFiles<'_>,
+        lock: &CacheLock,
         inflight: &HashMap<Vec<u8>, Option<Item>>,
         cleared: bool,
         base: &HashMap<Vec<u8>, Item>,
         disk: &Disk,
+        force_rewrite: bool,
     ) -> Result<(Disk, Option<HashMap<Vec<u8>, Item>>, u64), Error> {
         let fs = &*self.opts.fs;
+        let path = &self.target;
         fn entry_in<'a>((k, i): (&'a Vec<u8>, &'a Item)) -> EntryIn<'a> {
             EntryIn {
                 key: k,
@@ -549,7 +670,8 @@ impl Store {
             }
         }
         let append_to = disk.checked.filter(|info| {
-            self.opts.format == Format::Checked11
+            !force_rewrite
+                && self.opts.format == Format::Checked11
                 && !cleared
                 && inflight.iter().all(|(k, v)| v.is_some() && !base.contains_key(k))
                 // Entries already written were not vouched for by a platform-info entry added now.
@@ -561,32 +683,56 @@ impl Store {
                 .filter_map(|(k, v)| v.as_ref().map(|i| entry_in((k, i))))
                 .collect();
             let append = format::encode_append(&info, &batch).map_err(Error::Encode)?;
-            let mut h = fs
-                .open_existing(&self.path)
-                .map_err(io_err("open", &self.path))?;
-            // Records first, synced; only then the commit record that vouches for them.
-            let mut off = info.file_len - 4;
-            for part in [append.records.slices(), append.commit.slices()] {
-                for piece in part {
-                    h.write_at(off, piece)
-                        .map_err(io_err("append to", &self.path))?;
-                    off += piece.len() as u64;
+            match fs.open_existing(path) {
+                Ok(mut h) => {
+                    let appended = (|| {
+                        // Records first, synced; only then the commit record that vouches for them.
+                        let mut off = info.file_len - 4;
+                        for part in [append.records.slices(), append.commit.slices()] {
+                            for piece in part {
+                                h.write_at(off, piece).map_err(io_err("append to", path))?;
+                                off += piece.len() as u64;
+                            }
+                            h.sync_data().map_err(io_err("sync", path))?;
+                        }
+                        let meta = h.meta().map_err(io_err("stat", path))?;
+                        // An append is only durable if the name it was made under is.
+                        if !disk.name_durable {
+                            fs.sync_dir(&parent_dir(path))
+                                .map_err(io_err("sync the directory of", path))?;
+                        }
+                        Ok(meta)
+                    })();
+                    let meta = match appended {
+                        Ok(meta) => meta,
+                        Err(e) => {
+                            // Back to the file as it was, byte for byte: cut off what was written
+                            // (which also frees the space a full disk needs back) and restore the
+                            // trailer. The cut is made durable first: the commit record may have
+                            // reached the disk, and the old trailer written over the batch's first
+                            // record while that commit survives would leave part of the batch.
+                            // Best effort: if this fails too, the uncommitted records are ignored
+                            // by every later read, and the next flush rewrites the file.
+                            let _ = h.set_len(info.file_len).and_then(|()| {
+                                h.sync_data()?;
+                                h.write_at(info.file_len - 4, &info.stream_crc.to_le_bytes())?;
+                                h.sync_data()
+                            });
+                            return Err(e);
+                        }
+                    };
+                    let new_disk = Disk {
+                        meta: Some(meta),
+                        checked: Some(append.info),
+                        generation: disk.generation,
+                        name_durable: true,
+                    };
+                    return Ok((new_disk, None, append.records.len() + append.commit.len()));
                 }
-                h.sync_data().map_err(io_err("sync", &self.path))?;
+                // Not writable by this process, in a directory that may be: rewrite it.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+                Err(e) => return Err(io_err("open", path)(e)),
             }
-            let meta = h.meta().map_err(io_err("stat", &self.path))?;
-            // An append is only durable if the name it was made under is.
-            if !disk.name_durable {
-                fs.sync_dir(&parent_dir(&self.path))
-                    .map_err(io_err("sync the directory of", &self.path))?;
-            }
-            let new_disk = Disk {
-                meta: Some(meta),
-                checked: Some(append.info),
-                generation: disk.generation,
-                name_durable: true,
-            };
-            return Ok((new_disk, None, append.records.len() + append.commit.len()));
         }
         let mut target = if cleared {
             HashMap::new()
@@ -602,13 +748,23 @@ impl Store {
         let entries: Vec<EntryIn> = target.iter().map(entry_in).collect();
         let params = WriteParams::next(disk.generation);
         let enc = format::encode(self.opts.format, &entries, params).map_err(Error::Encode)?;
-        let written = replace_atomically(fs, &self.path, &enc.out.slices())
-            .map_err(io_err("write", &self.path))?;
-        let meta = fs
-            .metadata(&self.path)
-            .map_err(io_err("stat", &self.path))?;
+        // The new file keeps the old one's permission bits: a rewrite is no way to change them.
+        let mode = lock.file().map(|m| m.mode);
+        let (written, meta) = side.replace(lock, &enc.out.slices(), mode).map_err(|e| {
+            // Someone created the file meanwhile: the caller merges it and tries again.
+            let op = if e.kind() == io::ErrorKind::AlreadyExists {
+                "create"
+            } else {
+                "write"
+            };
+            Error::Io {
+                op,
+                path: path.clone(),
+                source: e,
+            }
+        })?;
         let new_disk = Disk {
-            meta,
+            meta: Some(meta),
             checked: enc.info,
             generation: params.generation,
             name_durable: true,
@@ -633,8 +789,8 @@ fn settle(s: &mut State, inflight: HashMap<Vec<u8>, Option<Item>>) {
     }
 }
 
-/// Reads and decodes `path`; an unreadable file is moved aside when `set_aside` allows.
-fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
+/// Reads and decodes `path`; an unreadable one loads empty, with the reason in `unreadable`.
+fn load(fs: &dyn Fs, path: &Path) -> Result<Loaded, Error> {
     // Checksummed while it is read, piece by piece as each is still in the CPU cache: the decoder
     // verifies every range from this index instead of reading the whole file a second time.
     let mut index = format::CrcIndex::new();
@@ -643,6 +799,7 @@ fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
         return Ok(Loaded {
             base: HashMap::new(),
             disk: Disk::default(),
+            unreadable: None,
             report: Report {
                 missing: true,
                 format: None,
@@ -668,8 +825,8 @@ fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
         }
         Ok(_) => None,
     };
-    if let Some(why) = unreadable {
-        let mut damage = match &decoded {
+    if unreadable.is_some() {
+        let damage = match &decoded {
             Ok(d) => d.damage.clone(),
             Err(_) => Damage {
                 intact: false,
@@ -678,27 +835,10 @@ fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
                 notes: vec![],
             },
         };
-        let mut aside = None;
-        if set_aside {
-            let to = sibling(path, ".corrupt");
-            match fs.rename(path, &to) {
-                Ok(()) => {
-                    damage.notes.push(format!("unreadable ({why}): moved to {} and started empty", to.display()));
-                    aside = Some(to);
-                }
-                Err(e) => damage.notes.push(format!(
-                    "unreadable ({why}) and could not be moved aside ({e}): started empty; the next flush replaces it"
-                )),
-            }
-        } else {
-            damage
-                .notes
-                .push(format!("unreadable ({why}): read as empty"));
-        }
         return Ok(Loaded {
             base: HashMap::new(),
             disk: Disk {
-                meta: if aside.is_some() { None } else { Some(meta) },
+                meta: Some(meta),
                 ..Disk::default()
             },
             report: Report {
@@ -707,8 +847,9 @@ fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
                 file_len,
                 entries: 0,
                 damage,
-                set_aside: aside,
+                set_aside: None,
             },
+            unreadable,
         });
     }
     let d = decoded.unwrap_or_else(|_| unreachable!("handled above"));
@@ -729,6 +870,7 @@ fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
             set_aside: None,
         },
         base,
+        unreadable: None,
     })
 }
 

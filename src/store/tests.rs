@@ -425,8 +425,29 @@ impl Fs for Slow {
     fn remove(&self, p: &Path) -> io::Result<()> {
         self.0.remove(p)
     }
-    fn lock(&self, p: &Path) -> io::Result<crate::io::ProcessLock> {
-        self.0.lock(p)
+    fn create_new(&self, p: &Path) -> io::Result<Box<dyn crate::io::FileHandle>> {
+        std::thread::sleep(std::time::Duration::from_micros(300));
+        self.0.create_new(p)
+    }
+    fn rename_noreplace(&self, a: &Path, b: &Path) -> io::Result<()> {
+        self.0.rename_noreplace(a, b)
+    }
+    fn lock(
+        &self,
+        p: &Path,
+        wait: Option<std::time::Duration>,
+    ) -> io::Result<crate::io::ProcessLock> {
+        self.0.lock(p, wait)
+    }
+    fn lock_file(
+        &self,
+        p: &Path,
+        wait: Option<std::time::Duration>,
+    ) -> io::Result<Option<(crate::io::ProcessLock, FileMeta)>> {
+        self.0.lock_file(p, wait)
+    }
+    fn list_dir(&self, d: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+        self.0.list_dir(d)
     }
 }
 
