@@ -116,7 +116,12 @@ fn spawn(path: &Path, name: &str, ms: u64, acks: &Path) -> Child {
 /// Every acknowledged entry is there at its acknowledged version or later; no value is torn.
 fn verify(path: &Path, acks: &Path) -> usize {
     let store = Store::open(path, Options::default()).unwrap();
-    assert!(store.report().damage.intact, "{:?}", store.report().damage);
+    // A writer killed between writing an append's records and its commit record leaves them past
+    // the last commit (the file is then not intact until the next flush rewrites it); no committed
+    // entry may be lost.
+    let damage = &store.report().damage;
+    assert_eq!(damage.entries_dropped, 0, "{damage:?}");
+    assert!(store.report().set_aside.is_none(), "{damage:?}");
     let mut acked: HashMap<String, u32> = HashMap::new();
     let text = std::fs::read_to_string(acks).unwrap_or_default();
     for line in text.lines() {
