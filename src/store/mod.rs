@@ -27,7 +27,15 @@ pub struct Options {
     pub read_only: bool,
     /// The filesystem (default: the real one).
     pub fs: Arc<dyn Fs>,
+    /// The largest file `open` loads (default [`DEFAULT_MAX_FILE_LEN`]). A larger file is reported as
+    /// too large without being read, and left as it is: no flush replaces it until `clear`. Puts
+    /// that would make the file larger than this are refused, so the store never writes a file it
+    /// would refuse to load.
+    pub max_file_len: u64,
 }
+
+/// The default [`Options::max_file_len`]: far above any real program cache (tens of MiB).
+pub const DEFAULT_MAX_FILE_LEN: u64 = 512 << 20;
 
 impl Default for Options {
     fn default() -> Self {
@@ -35,6 +43,7 @@ impl Default for Options {
             format: Format::Checked11,
             read_only: false,
             fs: Arc::new(PosixFs),
+            max_file_len: DEFAULT_MAX_FILE_LEN,
         }
     }
 }
@@ -92,6 +101,8 @@ pub struct Report {
     pub damage: Damage,
     /// Where an unreadable file was moved (`<file>.corrupt`).
     pub set_aside: Option<PathBuf>,
+    /// The file was larger than [`Options::max_file_len`]: not read, left as it is.
+    pub too_large: bool,
 }
 
 /// Counters a store keeps.
@@ -158,6 +169,9 @@ struct State {
     clears: u64,
     disk: Disk,
     stats: Stats,
+    /// An upper bound of the file the current entries make, and the file state it was computed
+    /// against (recomputed when that changes): lets `put` refuse what the file cannot hold in O(1).
+    size_bound: Option<(Option<FileMeta>, u64)>,
 }
 
 impl State {
@@ -184,6 +198,26 @@ impl State {
         m
     }
 
+    /// The exact sum of [`format::entry_len_bound`] over the current entries, except `skip`.
+    fn entries_len_bound(&self, format: Format, skip: Option<&[u8]>) -> u64 {
+        let of =
+            |k: &[u8], i: &Item| format::entry_len_bound(format, k.len(), i.value.len(), i.kind);
+        let mut sum = 0u64;
+        if !self.cleared {
+            for (k, i) in self.base.iter() {
+                if !self.pending.contains_key(k) && skip != Some(k) {
+                    sum = sum.saturating_add(of(k, i));
+                }
+            }
+        }
+        for (k, p) in &self.pending {
+            if let (Some(i), false) = (p, skip == Some(&k[..])) {
+                sum = sum.saturating_add(of(k, i));
+            }
+        }
+        sum
+    }
+
     fn dirty(&self) -> bool {
         self.cleared || !self.pending.is_empty()
     }
@@ -200,14 +234,14 @@ pub struct Store {
     report: Report,
 }
 
-/// The entries of a decoded file, sharing the file's buffer.
-fn load_entries(owner: &Backing, d: &format::Decoded) -> HashMap<Vec<u8>, Item> {
+/// The entries of a decoded file, sharing the file's buffer; built values are moved, not copied.
+fn load_entries(owner: &Backing, entries: Vec<format::DecodedEntry>) -> HashMap<Vec<u8>, Item> {
     let input = (**owner).as_ref();
-    let mut m = HashMap::with_capacity(d.entries.len());
-    for e in &d.entries {
-        let value = match &e.value {
-            format::ValueRef::Slice(r) => Value::slice_of(owner, r.clone()),
-            format::ValueRef::Owned(v) => Some(Value::copy_from(v)),
+    let mut m = HashMap::with_capacity(entries.len());
+    for e in entries {
+        let value = match e.value {
+            format::ValueRef::Slice(r) => Value::slice_of(owner, r),
+            format::ValueRef::Owned(v) => Some(Value::from_vec(v)),
         };
         if let Some(value) = value {
             m.insert(
@@ -234,7 +268,18 @@ impl Store {
     /// kept, and one that cannot be read at all is moved to `<path>.corrupt` (unless read-only).
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store, Error> {
         let path = path.as_ref().to_path_buf();
-        let loaded = load(&*opts.fs, &path, !opts.read_only)?;
+        if path.as_os_str().is_empty() {
+            // "" would open as a missing file, and flushes would then fail on "" or lock ".lock".
+            return Err(Error::Io {
+                op: "open",
+                path,
+                source: io::Error::new(io::ErrorKind::InvalidInput, "the path is empty"),
+            });
+        }
+        let loaded = match load_within(&*opts.fs, &path, !opts.read_only, opts.max_file_len)? {
+            Load::Read(l) => *l,
+            Load::TooLarge(meta) => too_large_loaded(&path, meta, opts.max_file_len),
+        };
         let stats = Stats {
             entries_salvaged: if loaded.report.damage.intact {
                 0
@@ -270,6 +315,7 @@ impl Store {
             entries: d.entries.len() as u64,
             damage: d.damage.clone(),
             set_aside: None,
+            too_large: false,
         };
         let stats = Stats {
             entries_salvaged: if d.damage.intact { 0 } else { report.entries },
@@ -279,7 +325,7 @@ impl Store {
         Ok(Store {
             path: PathBuf::new(),
             state: RwLock::new(State {
-                base: Arc::new(load_entries(&data, &d)),
+                base: Arc::new(load_entries(&data, d.entries)),
                 stats,
                 ..State::default()
             }),
@@ -331,12 +377,34 @@ impl Store {
         if self.opts.read_only {
             return Err(Error::ReadOnly);
         }
+        let format = self.opts.format;
+        format::check_entry(format, key, value.len(), kind).map_err(Error::Encode)?;
+        let limit = format::max_file_len(format).min(self.opts.max_file_len);
+        let this = format::entry_len_bound(format, key.len(), value.len(), kind);
+        let mut s = self.state.write();
+        let fresh = |s: &State| s.size_bound.filter(|b| b.0 == s.disk.meta).map(|b| b.1);
+        let mut bound = fresh(&s).unwrap_or_else(|| s.entries_len_bound(format, None));
+        if format::file_len_bound(bound.saturating_add(this)) > limit {
+            // The bound only grows between recomputations: recompute it exactly before refusing.
+            bound = s.entries_len_bound(format, Some(key));
+            if format::file_len_bound(bound.saturating_add(this)) > limit {
+                let which = if limit == self.opts.max_file_len {
+                    "the largest file this store loads (Options::max_file_len)"
+                } else {
+                    "the most a file of this format holds"
+                };
+                return Err(Error::Encode(format::EncodeError(format!(
+                    "put of key {:?} ({} bytes) refused: the {format} file would grow past {limit} \
+                     bytes, {which}",
+                    String::from_utf8_lossy(&key[..key.len().min(64)]),
+                    value.len()
+                ))));
+            }
+        }
+        s.size_bound = Some((s.disk.meta, bound.saturating_add(this)));
         // Always recorded: whether it changes anything is decided by the flush, against the file
         // as it is then (the state last read may be stale after a failed flush or another writer).
-        self.state
-            .write()
-            .pending
-            .insert(key.to_vec(), Some(Item { value, kind }));
+        s.pending.insert(key.to_vec(), Some(Item { value, kind }));
         Ok(())
     }
 
@@ -436,7 +504,21 @@ impl Store {
             .metadata(&self.path)
             .map_err(io_err("stat", &self.path))?;
         if on_disk != self.state.read().disk.meta {
-            let loaded = load(fs, &self.path, true)?;
+            let cleared = self.state.read().cleared;
+            let loaded = match load_within(fs, &self.path, true, self.opts.max_file_len)? {
+                Load::Read(l) => *l,
+                // Only `clear` may replace a file too large to read: the caller gave it up.
+                Load::TooLarge(meta) if cleared => {
+                    too_large_loaded(&self.path, meta, self.opts.max_file_len)
+                }
+                Load::TooLarge(meta) => {
+                    return Err(too_large_error(
+                        &self.path,
+                        meta.len,
+                        self.opts.max_file_len,
+                    ))
+                }
+            };
             let mut s = self.state.write();
             s.base = Arc::new(loaded.base);
             s.disk = loaded.disk;
@@ -633,6 +715,68 @@ fn settle(s: &mut State, inflight: HashMap<Vec<u8>, Option<Item>>) {
     }
 }
 
+/// What `load_within` found.
+enum Load {
+    /// The file was read (or is missing).
+    Read(Box<Loaded>),
+    /// The file is larger than the limit: not read.
+    TooLarge(FileMeta),
+}
+
+fn too_large_error(path: &Path, len: u64, max: u64) -> Error {
+    Error::Io {
+        op: "load",
+        path: path.to_path_buf(),
+        source: io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the file is {len} bytes, more than the largest file this store loads \
+                 ({max} bytes, Options::max_file_len): not read, left as it is (clear the store to \
+                 let a flush replace it)"
+            ),
+        ),
+    }
+}
+
+/// An empty store over a file too large to load. The file's identity is not kept, so every flush
+/// looks at the file again and refuses to replace it unless the store was cleared.
+fn too_large_loaded(path: &Path, meta: FileMeta, max: u64) -> Loaded {
+    let why = too_large_error(path, meta.len, max).to_string();
+    Loaded {
+        base: HashMap::new(),
+        disk: Disk::default(),
+        report: Report {
+            missing: false,
+            format: None,
+            file_len: meta.len,
+            entries: 0,
+            damage: Damage {
+                intact: false,
+                entries_dropped: 0,
+                bytes_ignored: meta.len,
+                notes: vec![format!("{why}; started empty")],
+            },
+            set_aside: None,
+            too_large: true,
+        },
+    }
+}
+
+/// [`load`] of a file of at most `max` bytes; a larger one is not read (nor set aside).
+fn load_within(fs: &dyn Fs, path: &Path, set_aside: bool, max: u64) -> Result<Load, Error> {
+    if let Some(meta) = fs.metadata(path).map_err(io_err("stat", path))? {
+        if meta.len > max {
+            return Ok(Load::TooLarge(meta));
+        }
+    }
+    let loaded = load(fs, path, set_aside)?;
+    // It grew between the stat and the read: refused all the same.
+    match loaded.disk.meta {
+        Some(meta) if loaded.report.file_len > max => Ok(Load::TooLarge(meta)),
+        _ => Ok(Load::Read(Box::new(loaded))),
+    }
+}
+
 /// Reads and decodes `path`; an unreadable file is moved aside when `set_aside` allows.
 fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
     // Checksummed while it is read, piece by piece as each is still in the CPU cache: the decoder
@@ -655,6 +799,7 @@ fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
                     notes: vec![],
                 },
                 set_aside: None,
+                too_large: false,
             },
         });
     };
@@ -708,11 +853,12 @@ fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
                 entries: 0,
                 damage,
                 set_aside: aside,
+                too_large: false,
             },
         });
     }
-    let d = decoded.unwrap_or_else(|_| unreachable!("handled above"));
-    let base = load_entries(&owner, &d);
+    let mut d = decoded.unwrap_or_else(|_| unreachable!("handled above"));
+    let base = load_entries(&owner, std::mem::take(&mut d.entries));
     Ok(Loaded {
         disk: Disk {
             meta: Some(meta),
@@ -727,6 +873,7 @@ fn load(fs: &dyn Fs, path: &Path, set_aside: bool) -> Result<Loaded, Error> {
             entries: base.len() as u64,
             damage: d.damage,
             set_aside: None,
+            too_large: false,
         },
         base,
     })
