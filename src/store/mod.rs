@@ -156,6 +156,9 @@ struct Disk {
     name_durable: bool,
 }
 
+/// See [`State::bound_key`].
+type BoundKey = (Option<FileMeta>, usize, usize);
+
 #[derive(Default)]
 struct State {
     /// The committed state as last read or written; shared, so that a flush snapshots it without
@@ -169,9 +172,10 @@ struct State {
     clears: u64,
     disk: Disk,
     stats: Stats,
-    /// An upper bound of the file the current entries make, and the file state it was computed
-    /// against (recomputed when that changes): lets `put` refuse what the file cannot hold in O(1).
-    size_bound: Option<(Option<FileMeta>, u64)>,
+    /// An upper bound of the file the current entries make, and the committed state it was
+    /// computed against (recomputed when that changes): lets `put` refuse what the file cannot hold
+    /// in O(1).
+    size_bound: Option<(BoundKey, u64)>,
 }
 
 impl State {
@@ -196,6 +200,16 @@ impl State {
             };
         }
         m
+    }
+
+    /// What a size bound was computed against: the file and the committed entries as last read or
+    /// written (a flush or a merge changes one of them).
+    fn bound_key(&self) -> BoundKey {
+        (
+            self.disk.meta,
+            Arc::as_ptr(&self.base) as usize,
+            self.base.len(),
+        )
     }
 
     /// The exact sum of [`format::entry_len_bound`] over the current entries, except `skip`.
@@ -382,7 +396,7 @@ impl Store {
         let limit = format::max_file_len(format).min(self.opts.max_file_len);
         let this = format::entry_len_bound(format, key.len(), value.len(), kind);
         let mut s = self.state.write();
-        let fresh = |s: &State| s.size_bound.filter(|b| b.0 == s.disk.meta).map(|b| b.1);
+        let fresh = |s: &State| s.size_bound.filter(|b| b.0 == s.bound_key()).map(|b| b.1);
         let mut bound = fresh(&s).unwrap_or_else(|| s.entries_len_bound(format, None));
         if format::file_len_bound(bound.saturating_add(this)) > limit {
             // The bound only grows between recomputations: recompute it exactly before refusing.
@@ -401,7 +415,7 @@ impl Store {
                 ))));
             }
         }
-        s.size_bound = Some((s.disk.meta, bound.saturating_add(this)));
+        s.size_bound = Some((s.bound_key(), bound.saturating_add(this)));
         // Always recorded: whether it changes anything is decided by the flush, against the file
         // as it is then (the state last read may be stale after a failed flush or another writer).
         s.pending.insert(key.to_vec(), Some(Item { value, kind }));
@@ -764,7 +778,8 @@ fn too_large_loaded(path: &Path, meta: FileMeta, max: u64) -> Loaded {
 
 /// [`load`] of a file of at most `max` bytes; a larger one is not read (nor set aside).
 fn load_within(fs: &dyn Fs, path: &Path, set_aside: bool, max: u64) -> Result<Load, Error> {
-    if let Some(meta) = fs.metadata(path).map_err(io_err("stat", path))? {
+    // The stat is the first step of the read: its failure is reported as one.
+    if let Some(meta) = fs.metadata(path).map_err(io_err("read", path))? {
         if meta.len > max {
             return Ok(Load::TooLarge(meta));
         }
