@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use mace_storage::format::{
-    decode, encode, encode_append, Decoded, EntryIn, Format, ValueKind, WriteParams,
-    DEVICE_NAME_KEY, PLATFORM_INFO_KEY, VOUCHING_KEYS,
+    check_entry, decode, encode, encode_append, entry_len_bound, file_len_bound, Decoded, EntryIn,
+    Format, ValueKind, WriteParams, DEVICE_NAME_KEY, PLATFORM_INFO_KEY, VOUCHING_KEYS,
 };
 use std::collections::BTreeMap;
 
@@ -425,6 +425,36 @@ mod properties {
                 for e in &d.entries {
                     prop_assert!(e.key.end <= bytes.len());
                     let _ = e.value.bytes(&bytes);
+                }
+            }
+        }
+
+        #[test]
+        fn the_size_put_checks_bounds_the_file_written(
+            map in proptest::collection::btree_map(
+                proptest::collection::vec(any::<u8>(), 0..200),
+                (proptest::collection::vec(any::<u8>(), 0..400), any::<bool>()),
+                0..12,
+            ),
+        ) {
+            // Large uint32s take 5-byte varints: the worst case of the bound.
+            let entries: Vec<(Vec<u8>, Vec<u8>, ValueKind)> = map
+                .iter()
+                .map(|(k, (v, u))| {
+                    let kind = if *u { ValueKind::U32s } else { ValueKind::Bytes };
+                    let v = if *u { v.iter().map(|b| b | 0x80).collect() } else { v.clone() };
+                    (k.clone(), v, kind)
+                })
+                .collect();
+            for format in Format::WRITABLE {
+                let file = encode_all(format, &entries);
+                let sum: u64 = entries
+                    .iter()
+                    .map(|(k, v, kind)| entry_len_bound(format, k.len(), v.len(), *kind))
+                    .sum();
+                prop_assert!(file.len() as u64 <= file_len_bound(sum), "{format}");
+                for (k, v, kind) in &entries {
+                    prop_assert!(check_entry(format, k, v.len(), *kind).is_ok());
                 }
             }
         }
