@@ -180,7 +180,16 @@ fn log_report(path: &str, r: &Report) {
         return;
     }
     let fmt = r.format.map_or("unknown format", |f| f.name());
-    if let Some(aside) = &r.set_aside {
+    if r.too_large {
+        log(
+            MACE_STORAGE_LOG_WARNING,
+            &format!(
+                "cache file {path} is {} bytes, more than the largest file this store loads: not read \
+                 and left as it is; starting empty, and flushes fail until mace_storage_clear",
+                r.file_len
+            ),
+        );
+    } else if let Some(aside) = &r.set_aside {
         log(
             MACE_STORAGE_LOG_WARNING,
             &format!(
