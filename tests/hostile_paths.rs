@@ -372,3 +372,15 @@ fn c_arguments_say_what_is_wrong() {
         .into_owned();
     assert!(m.contains("length of data"), "{m}");
 }
+
+#[test]
+fn a_file_is_read_up_to_the_length_fstat_gave_never_further() {
+    use mace_storage::io::{posix::PosixFs, Fs};
+    // A /proc file is regular but reports 0 bytes while reading gives more: only fstat's 0 is read.
+    let p = Path::new("/proc/self/status");
+    assert!(!std::fs::read(p).unwrap().is_empty());
+    let (bytes, meta) = PosixFs.read(p).unwrap().unwrap();
+    assert_eq!((bytes.len(), meta.len), (0, 0));
+    let (bytes, _) = PosixFs.read_observed(p, &mut |_| {}).unwrap().unwrap();
+    assert!(bytes.is_empty());
+}
