@@ -153,6 +153,30 @@ TEST(CApi, ZeroLengthKeysAndValuesNeedNoPointer) {
   mace_storage_close(s);
 }
 
+TEST(CApi, EmptyPathAndImpossibleLengthsSayWhatIsWrong) {
+  MaceStorage *out = reinterpret_cast<MaceStorage *>(1);
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_open("", nullptr, &out));
+  EXPECT_EQ(nullptr, out);
+  EXPECT_NE(nullptr, strstr(mace_storage_last_error(nullptr), "path is empty"));
+
+  test::TempDir dir;
+  MaceStorage *s = OpenOk(dir.Path("cache.bin"));
+  ASSERT_NE(nullptr, s);
+  const size_t huge = static_cast<size_t>(-1);  // a negative length converted to size_t
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_put(s, U("k"), 1, U("v"), huge));
+  EXPECT_NE(nullptr, strstr(mace_storage_last_error(s), "length of value"));
+  EXPECT_EQ(nullptr, strstr(mace_storage_last_error(s), "NULL"));
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_put(s, U("k"), huge, U("v"), 1));
+  EXPECT_NE(nullptr, strstr(mace_storage_last_error(s), "length of key"));
+  MaceStorageValue *v = nullptr;
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_get(s, U("k"), huge, &v));
+  EXPECT_NE(nullptr, strstr(mace_storage_last_error(s), "length of key"));
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_put(s, U("k"), 1, nullptr, 3));
+  EXPECT_NE(nullptr, strstr(mace_storage_last_error(s), "value is NULL with a non-zero length"));
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage_put(s, U("k"), 1, U("v"), 1));
+  mace_storage_close(s);
+}
+
 TEST(CApi, InvalidFormatOptionIsRejected) {
   test::TempDir dir;
   MaceStorageOptions options = MaceStorageOptions();

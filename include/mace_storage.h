@@ -237,9 +237,15 @@ typedef struct MaceStorageOptions {
    */
   uint32_t lock_timeout_ms;
   /*
+   The largest file to load, in MiB (0: the default, 512 MiB). A larger file is not read: the
+   store opens empty and leaves the file as it is (no flush replaces it until `mace_storage_clear`).
+   Taken from `reserved`, so the struct keeps its size.
+   */
+  uint32_t max_file_mib;
+  /*
    Zero. Room for options to come without changing the struct's size.
    */
-  uint32_t reserved[6];
+  uint32_t reserved[5];
 } MaceStorageOptions;
 
 /*

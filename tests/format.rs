@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use mace_storage::format::{
-    decode, encode, Decoded, EntryIn, Format, ValueKind, WriteParams, PLATFORM_INFO_KEY,
+    check_entry, decode, encode, encode_append, entry_len_bound, file_len_bound, Decoded, EntryIn,
+    Format, ValueKind, WriteParams, DEVICE_NAME_KEY, PLATFORM_INFO_KEY, VOUCHING_KEYS,
 };
 use std::collections::BTreeMap;
 
@@ -429,6 +430,36 @@ mod properties {
         }
 
         #[test]
+        fn the_size_put_checks_bounds_the_file_written(
+            map in proptest::collection::btree_map(
+                proptest::collection::vec(any::<u8>(), 0..200),
+                (proptest::collection::vec(any::<u8>(), 0..400), any::<bool>()),
+                0..12,
+            ),
+        ) {
+            // Large uint32s take 5-byte varints: the worst case of the bound.
+            let entries: Vec<(Vec<u8>, Vec<u8>, ValueKind)> = map
+                .iter()
+                .map(|(k, (v, u))| {
+                    let kind = if *u { ValueKind::U32s } else { ValueKind::Bytes };
+                    let v = if *u { v.iter().map(|b| b | 0x80).collect() } else { v.clone() };
+                    (k.clone(), v, kind)
+                })
+                .collect();
+            for format in Format::WRITABLE {
+                let file = encode_all(format, &entries);
+                let sum: u64 = entries
+                    .iter()
+                    .map(|(k, v, kind)| entry_len_bound(format, k.len(), v.len(), *kind))
+                    .sum();
+                prop_assert!(file.len() as u64 <= file_len_bound(sum), "{format}");
+                for (k, v, kind) in &entries {
+                    prop_assert!(check_entry(format, k, v.len(), *kind).is_ok());
+                }
+            }
+        }
+
+        #[test]
         fn round_trip_in_every_format(
             map in proptest::collection::btree_map(
                 proptest::collection::vec(any::<u8>(), 0..12),
@@ -447,4 +478,100 @@ mod properties {
             }
         }
     }
+}
+
+/// `n` cache entries plus the program cache's fingerprint and OS build entries.
+fn cache_with_vouchers(n: usize) -> Vec<(Vec<u8>, Vec<u8>, ValueKind)> {
+    let mut v = cache_entries(n);
+    for k in [
+        &b"mace_storage_fingerprint"[..],
+        b"mace_storage_os_build_id",
+    ] {
+        v.push((
+            k.to_vec(),
+            b"driver 1.2.3 / build 42".to_vec(),
+            ValueKind::Bytes,
+        ));
+    }
+    v
+}
+
+#[test]
+fn the_vouching_entries_are_the_program_caches_keys() {
+    assert_eq!(VOUCHING_KEYS[0], PLATFORM_INFO_KEY);
+    assert_eq!(VOUCHING_KEYS[1], DEVICE_NAME_KEY);
+    assert_eq!(
+        VOUCHING_KEYS[2],
+        mace_storage::program_cache::FINGERPRINT_KEY
+    );
+    assert_eq!(VOUCHING_KEYS[3], mace_storage::program_cache::OS_BUILD_KEY);
+}
+
+#[test]
+fn a_checked_file_cut_at_every_offset_keeps_every_program_before_the_cut() {
+    let entries = cache_with_vouchers(80);
+    let all: BTreeMap<_, _> = entries
+        .iter()
+        .map(|(k, v, _)| (k.clone(), v.clone()))
+        .collect();
+    for format in [Format::Checked11, Format::Checked10] {
+        let file = encode_all(format, &entries);
+        let spans = match format {
+            Format::Checked11 => spans11(&file),
+            _ => spans10(&file, entries.len()),
+        };
+        // The entries that vouch for binaries come first, in their fixed order.
+        let head: Vec<&[u8]> = spans[..4].iter().map(|s| s.0.as_slice()).collect();
+        assert_eq!(head, VOUCHING_KEYS, "{format}");
+        for cut in 0..file.len() {
+            let d = decode(&file[..cut]);
+            let got = d
+                .as_ref()
+                .map(|d| map_of(&file[..cut], d))
+                .unwrap_or_default();
+            for (k, v) in &got {
+                assert_eq!(all.get(k), Some(v), "{format} cut at {cut}: a wrong value");
+            }
+            for (key, span) in &spans {
+                assert!(
+                    span.end > cut || got.contains_key(key),
+                    "{format} cut at {cut}: lost {} (ends at {})",
+                    String::from_utf8_lossy(key),
+                    span.end
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn appends_write_the_vouching_entries_first_too() {
+    let base = encode_all(Format::Checked11, &[]);
+    let info = decode(&base).unwrap().checked.unwrap();
+    let entries = cache_with_vouchers(10);
+    let ins: Vec<EntryIn> = entries
+        .iter()
+        .map(|(k, v, kind)| EntryIn {
+            key: k,
+            value: v,
+            kind: *kind,
+        })
+        .collect();
+    let app = encode_append(&info, &ins).unwrap();
+    let mut file = base[..base.len() - 4].to_vec();
+    file.extend(app.records.to_vec());
+    file.extend(app.commit.to_vec());
+    let d = decode(&file).unwrap();
+    assert!(d.damage.intact, "{:?}", d.damage);
+    let spans = spans11(&file);
+    let order: Vec<&[u8]> = spans[..4].iter().map(|s| s.0.as_slice()).collect();
+    assert_eq!(order, VOUCHING_KEYS);
+    // The stock format stays sorted as MACE writes it.
+    let stock = encode_all(Format::Mace11, &entries);
+    let keys: Vec<Vec<u8>> = stock11_pairs(&stock)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]));
 }

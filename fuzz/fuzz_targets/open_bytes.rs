@@ -1,5 +1,5 @@
 //! The C ABI on arbitrary bytes: mace_storage_open_bytes, for_each and get agree with decode and
-//! never crash or report an internal error.
+//! never crash, report an internal error, or allocate past the memory bound of docs/FORMAT.md.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

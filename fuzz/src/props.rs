@@ -10,16 +10,90 @@ use mace_storage::ffi::{
     MaceStorageFormat, MaceStorageLogLevel, MaceStorageOpenReport, MaceStorageStatus,
     MaceStorageValue,
 };
+use mace_storage::format::MEMORY_SLACK;
 use mace_storage::format::{
     decode, encode, encode_append, CheckedInfo, Decoded, EntryIn, Format, ValueKind, ValueRef,
     WriteParams, DEVICE_NAME_KEY, PLATFORM_INFO_KEY,
 };
 use mace_storage::io::sim::{FailKind, Fate, SimFs, Unsynced};
 use mace_storage::store::{Options, Store, Value};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::{c_char, c_void};
 use std::path::Path;
 use std::sync::Arc;
+
+/// Counts the bytes live on each thread and their peak, so that every target checks the memory
+/// bound of `docs/FORMAT.md` (installed here, so the fuzz targets and the corpus replay in
+/// `tests/fuzz_regressions.rs` both have it).
+pub struct PeakAlloc;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn count(n: isize) {
+    let _ = LIVE.try_with(|l| {
+        let now = l.get() + n;
+        l.set(now);
+        let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
+    });
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only counters are added.
+unsafe impl GlobalAlloc for PeakAlloc {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            count(l.size() as isize);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let p = unsafe { System.alloc_zeroed(l) };
+        if !p.is_null() {
+            count(l.size() as isize);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        count(-(l.size() as isize));
+        // SAFETY: forwarded as is.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let q = unsafe { System.realloc(p, l, new) };
+        if !q.is_null() {
+            // Both blocks exist for a moment when the block moves.
+            count(new as isize);
+            count(-(l.size() as isize));
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static PEAK_ALLOC: PeakAlloc = PeakAlloc;
+
+/// Runs `f` on an input of `len` bytes that the caller holds, and checks that what `f` allocated
+/// beyond it stayed under the input's size plus a constant: with the input, under twice its size.
+pub fn within_memory_bound<T>(what: &str, len: usize, f: impl FnOnce() -> T) -> T {
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(base));
+    let r = f();
+    let peak = (PEAK.with(Cell::get) - base).max(0) as u64;
+    let limit = len as u64 + MEMORY_SLACK + (1 << 20);
+    assert!(
+        peak <= limit,
+        "{what} of {len} bytes allocated {peak} bytes at its peak, more than {limit}"
+    );
+    r
+}
 
 /// Identity every test file is written with, so encodings are deterministic.
 pub const PARAMS: WriteParams = WriteParams {
@@ -212,7 +286,7 @@ pub fn check_decoded(input: &[u8], d: &Decoded) {
 /// `decode` on arbitrary bytes: never panics, [`check_decoded`] holds, and an intact file's entries
 /// re-encoded in checked-1.1 decode back to the same entries, intact.
 pub fn check_decode(input: &[u8]) {
-    let d = match decode(input) {
+    let d = match within_memory_bound("decode", input.len(), || decode(input)) {
         Ok(d) => d,
         Err(e) => {
             assert!(!input.is_empty(), "0 bytes must decode as empty: {e}");
@@ -475,7 +549,9 @@ pub fn check_open_bytes(data: &[u8]) {
     let decoded = decode(data);
     let mut s: *mut MaceStorage = std::ptr::null_mut();
     // SAFETY: `data` is valid for its length and outlives the store and its values (all freed here).
-    let st = unsafe { mace_storage_open_bytes(data.as_ptr(), data.len(), &mut s) };
+    let st = within_memory_bound("mace_storage_open_bytes", data.len(), || unsafe {
+        mace_storage_open_bytes(data.as_ptr(), data.len(), &mut s)
+    });
     let Ok(d) = decoded else {
         assert_eq!(st, MACE_STORAGE_CORRUPT);
         assert!(s.is_null());

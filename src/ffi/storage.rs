@@ -82,8 +82,12 @@ pub struct MaceStorageOptions {
     /// one) before it returns `MACE_STORAGE_BUSY`, keeping the changes for the next flush: 0 for
     /// the default (3000 ms), `UINT32_MAX` to wait for ever.
     pub lock_timeout_ms: u32,
+    /// The largest file to load, in MiB (0: the default, 512 MiB). A larger file is not read: the
+    /// store opens empty and leaves the file as it is (no flush replaces it until `mace_storage_clear`).
+    /// Taken from `reserved`, so the struct keeps its size.
+    pub max_file_mib: u32,
     /// Zero. Room for options to come without changing the struct's size.
-    pub reserved: [u32; 6],
+    pub reserved: [u32; 5],
 }
 
 /// Counters of a store.
@@ -140,6 +144,22 @@ pub struct MaceStorageOpenReport {
     pub bytes_ignored: u64,
 }
 
+/// What is wrong with a (pointer, length) argument named `name`, if anything: a NULL pointer with a
+/// length, or a length no object can have (a negative number cast to `size_t`, typically).
+fn bad_bytes(name: &str, ptr: *const u8, len: usize) -> Option<String> {
+    if len > isize::MAX as usize {
+        Some(format!(
+            "the length of {name} is {len}, larger than any buffer can be ({} bytes at most): a negative \
+             length converted to size_t?",
+            isize::MAX
+        ))
+    } else if len > 0 && ptr.is_null() {
+        Some(format!("{name} is NULL with a non-zero length ({len})"))
+    } else {
+        None
+    }
+}
+
 fn status_of(e: &Error) -> MaceStorageStatus {
     match e {
         e if e.is_busy() => MACE_STORAGE_BUSY,
@@ -165,7 +185,16 @@ fn log_report(path: &str, r: &Report) {
         return;
     }
     let fmt = r.format.map_or("unknown format", |f| f.name());
-    if let Some(aside) = &r.set_aside {
+    if r.too_large {
+        log(
+            MACE_STORAGE_LOG_WARNING,
+            &format!(
+                "cache file {path} is {} bytes, more than the largest file this store loads: not read \
+                 and left as it is; starting empty, and flushes fail until mace_storage_clear",
+                r.file_len
+            ),
+        );
+    } else if let Some(aside) = &r.set_aside {
         log(
             MACE_STORAGE_LOG_WARNING,
             &format!(
@@ -224,6 +253,9 @@ pub unsafe extern "C" fn mace_storage_open(
         let Some(p) = (unsafe { c_path(path) }) else {
             return invalid(0, "path is NULL");
         };
+        if p.as_os_str().is_empty() {
+            return invalid(0, "path is empty (\"\"): give the cache file's path");
+        }
         // SAFETY: `options` is NULL or points to a valid struct per the contract.
         let o = unsafe { options.as_ref() }.copied().unwrap_or_default();
         let format = match o.format {
@@ -239,7 +271,7 @@ pub unsafe extern "C" fn mace_storage_open(
                 )
             }
         };
-        let opts = Options {
+        let mut opts = Options {
             format,
             read_only: o.read_only != 0,
             lock_timeout: match o.lock_timeout_ms {
@@ -249,6 +281,9 @@ pub unsafe extern "C" fn mace_storage_open(
             },
             ..Options::default()
         };
+        if o.max_file_mib != 0 {
+            opts.max_file_len = u64::from(o.max_file_mib) << 20;
+        }
         let opened = if o.crash_guard_ms > 0 && o.read_only == 0 {
             program_cache::open_guarded(&p, opts).map(|g| {
                 register_guard(&p, g.guard, o.crash_guard_ms);
@@ -318,9 +353,8 @@ pub unsafe extern "C" fn mace_storage_open_bytes(
         }
         // SAFETY: `out` is non-NULL and writable per the contract.
         unsafe { *out = std::ptr::null_mut() };
-        // SAFETY: the caller guarantees `len` readable bytes at `data`.
-        if unsafe { bytes(data, len) }.is_none() {
-            return invalid(0, "data is NULL with a non-zero length");
+        if let Some(why) = bad_bytes("data", data, len) {
+            return invalid(0, &why);
         }
         match Store::open_bytes(Arc::new(Borrowed { ptr: data, len })) {
             Ok(store) => {
@@ -372,6 +406,9 @@ pub unsafe extern "C" fn mace_storage_get(
         let Some(st) = (unsafe { s.as_ref() }) else {
             return invalid(h, "storage is NULL");
         };
+        if let Some(why) = bad_bytes("key", key, key_len) {
+            return invalid(h, &why);
+        }
         // SAFETY: `key` points to `key_len` bytes per the contract.
         let Some(k) = (unsafe { bytes(key, key_len) }) else {
             return invalid(h, "key is NULL with a non-zero length");
@@ -442,6 +479,11 @@ pub unsafe extern "C" fn mace_storage_put(
     value_len: usize,
 ) -> MaceStorageStatus {
     with_store(s, |st, h| {
+        if let Some(why) =
+            bad_bytes("key", key, key_len).or_else(|| bad_bytes("value", value, value_len))
+        {
+            return invalid(h, &why);
+        }
         // SAFETY: the pointers cover the lengths given, per the contract.
         let (Some(k), Some(v)) = (unsafe { bytes(key, key_len) }, unsafe {
             bytes(value, value_len)
@@ -466,6 +508,9 @@ pub unsafe extern "C" fn mace_storage_remove(
     key_len: usize,
 ) -> MaceStorageStatus {
     with_store(s, |st, h| {
+        if let Some(why) = bad_bytes("key", key, key_len) {
+            return invalid(h, &why);
+        }
         // SAFETY: `key` covers `key_len` bytes per the contract.
         let Some(k) = (unsafe { bytes(key, key_len) }) else {
             return invalid(h, "key is NULL with a non-zero length");

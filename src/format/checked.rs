@@ -4,12 +4,12 @@
 
 use super::crc::Crc;
 use super::stock::{
-    self, kvpair_prefix, parse_kvpair, put_pair, EXT_FIELD, PB_LIMIT, TAIL10_MAGIC,
+    self, kvpair_prefix, parse_kvpair, put_pair, Kv, EXT_FIELD, PB_LIMIT, TAIL10_MAGIC,
 };
 use super::wire::{put_tag, put_varint, Reader, WT_LEN};
 use super::{
-    apply_platform_rule, dedup_first, CheckedInfo, Damage, Decoded, DecodedEntry, EncodeError,
-    EntryIn, Format, Output, WriteParams, PLATFORM_INFO_KEY,
+    apply_platform_rule, Budget, CheckedInfo, Damage, Decoded, DecodedEntry, EncodeError, EntryIn,
+    FirstOfEach, Format, Output, WriteParams, PLATFORM_INFO_KEY,
 };
 use crc32fast::Hasher;
 
@@ -77,7 +77,11 @@ fn parse_header(bytes: &[u8]) -> Option<Header> {
 
 enum Record {
     Entry {
-        entry: DecodedEntry,
+        /// The `KVPair`, its value not yet built.
+        kv: Kv,
+        /// Where its message is in the input.
+        msg: std::ops::Range<usize>,
+        vouched: bool,
         file_id: u64,
         seq: u32,
         /// CRC state of the record's bytes before its 4-byte checksum.
@@ -117,22 +121,18 @@ fn parse_record(
         }
         *budget = budget.checked_sub(n as u64)?;
         let kv = parse_kvpair(&bytes[start..end], start)?;
-        if kv.ext.map(|(_, tag_at)| tag_at) != Some(ext_tag) {
+        if kv.ext.as_ref().map(|(_, tag_at)| *tag_at) != Some(ext_tag) {
             return None;
         }
         let h = crc_of.hasher(bytes, p..end - 4);
         if h.clone().finalize() != crc {
             return None;
         }
-        let entry = DecodedEntry {
-            key: kv.key,
-            value: kv.value,
-            kind: kv.kind,
-            vouched: flags & FLAG_VOUCHED != 0,
-        };
         return Some((
             Record::Entry {
-                entry,
+                kv,
+                msg: start..end,
+                vouched: flags & FLAG_VOUCHED != 0,
                 file_id,
                 seq,
                 crc: h,
@@ -170,7 +170,7 @@ fn parse_record(
 
 /// Decodes a checked-1.1 file, or salvages checked-1.1 records from a damaged one. Entries are kept
 /// when their checksum verifies and their batch was committed; everything else is reported.
-pub(super) fn decode11(bytes: &[u8], crc: Crc<'_>) -> Decoded {
+pub(super) fn decode11(bytes: &[u8], crc: Crc<'_>, mem: &mut Budget) -> Decoded {
     let len = bytes.len();
     let mut damage = Damage::none();
     let mut budget = 2 * len as u64 + (1 << 20);
@@ -193,6 +193,9 @@ pub(super) fn decode11(bytes: &[u8], crc: Crc<'_>) -> Decoded {
         }
     }
     let mut found: Vec<(DecodedEntry, u32)> = Vec::new();
+    let mut first = FirstOfEach::new();
+    // Batches of the records skipped as duplicates, counted as their batch's.
+    let mut dup_seqs: Vec<u32> = Vec::new();
     let mut commits: Vec<(u32, u32)> = Vec::new();
     let mut damaged_regions = 0u64;
     let mut trailer_ok = false;
@@ -209,7 +212,9 @@ pub(super) fn decode11(bytes: &[u8], crc: Crc<'_>) -> Decoded {
             Some((rec, end)) => {
                 match rec {
                     Record::Entry {
-                        entry,
+                        kv,
+                        msg,
+                        vouched,
                         file_id: id,
                         seq,
                         crc,
@@ -219,7 +224,20 @@ pub(super) fn decode11(bytes: &[u8], crc: Crc<'_>) -> Decoded {
                             s.combine(&crc);
                             s.update(&bytes[end - 4..end]);
                         }
-                        found.push((entry, seq));
+                        if !first.first(&bytes[kv.key.clone()]) {
+                            dup_seqs.push(seq);
+                        } else if mem.charge(kv.key.len(), kv.built_len()) {
+                            let (value, kind) = kv.value_ref(&bytes[msg]);
+                            let entry = DecodedEntry {
+                                key: kv.key,
+                                value,
+                                kind,
+                                vouched,
+                            };
+                            found.push((entry, seq));
+                        } else {
+                            break;
+                        }
                     }
                     Record::Commit {
                         file_id: id,
@@ -267,6 +285,13 @@ pub(super) fn decode11(bytes: &[u8], crc: Crc<'_>) -> Decoded {
             uncommitted += 1;
         }
     }
+    for seq in dup_seqs {
+        if seq <= last_commit {
+            *per_seq.entry(seq).or_default() += 1;
+        } else {
+            uncommitted += 1;
+        }
+    }
     let mut expected: Vec<(u32, u64)> = commits.iter().map(|&(s, c)| (s, u64::from(c))).collect();
     if let Some(h) = &header {
         expected.push((0, u64::from(h.base_count)));
@@ -301,7 +326,7 @@ pub(super) fn decode11(bytes: &[u8], crc: Crc<'_>) -> Decoded {
         damage.note("the file's trailing CRC-32 does not match: stock MACE would drop this file");
     }
     apply_platform_rule(bytes, &mut entries, &mut damage);
-    dedup_first(bytes, &mut entries, &mut damage);
+    first.report(&mut damage);
     let checked = match (damage.intact, file_id, &header) {
         (true, Some(file_id), Some(h)) => Some(CheckedInfo {
             file_id,
@@ -497,7 +522,7 @@ pub(super) fn encode10<'a>(
 }
 
 /// Decodes a file that ends with the checked-1.0 footer; `None` when there is no footer.
-pub(super) fn decode10(bytes: &[u8], crc: Crc<'_>) -> Option<Decoded> {
+pub(super) fn decode10(bytes: &[u8], crc: Crc<'_>, mem: &mut Budget) -> Option<Decoded> {
     let len = bytes.len();
     if len < 8 + 16 || !bytes.ends_with(FOOTER10_MAGIC) {
         return None;
@@ -507,10 +532,10 @@ pub(super) fn decode10(bytes: &[u8], crc: Crc<'_>) -> Option<Decoded> {
         .u64_le()
         .and_then(|t| usize::try_from(t).ok())
         .filter(|&t| t >= 8 && t <= len - 16);
-    let decoded = tail_start.and_then(|t| decode10_with_tail(bytes, t, crc));
+    let decoded = tail_start.and_then(|t| decode10_with_tail(bytes, t, crc, mem));
     Some(decoded.unwrap_or_else(|| {
         // The tail is unusable: read the pairs as a stock reader would, unverified.
-        let mut d = match stock::parse_a(bytes) {
+        let mut d = match stock::parse_a(bytes, mem) {
             Some(a) => stock::finish_a(bytes, a),
             None => Decoded {
                 format: Format::Checked10,
@@ -527,7 +552,12 @@ pub(super) fn decode10(bytes: &[u8], crc: Crc<'_>) -> Option<Decoded> {
     }))
 }
 
-fn decode10_with_tail(bytes: &[u8], tail_start: usize, crc_of: Crc<'_>) -> Option<Decoded> {
+fn decode10_with_tail(
+    bytes: &[u8],
+    tail_start: usize,
+    crc_of: Crc<'_>,
+    mem: &mut Budget,
+) -> Option<Decoded> {
     let len = bytes.len();
     let tail = &bytes[tail_start..len - 16];
     let mut r = Reader::new(tail, 0);
@@ -547,7 +577,8 @@ fn decode10_with_tail(bytes: &[u8], tail_start: usize, crc_of: Crc<'_>) -> Optio
     let tail_crc_ok = crc32fast::hash(&tail[..tail.len() - 4])
         == u32::from_le_bytes(tail[tail.len() - 4..].try_into().ok()?);
     let pairs = &bytes[..tail_start];
-    let mut entries = Vec::with_capacity(count as usize);
+    let mut entries = Vec::new();
+    let mut first = FirstOfEach::new();
     let mut contiguous = true;
     let mut expect_at = 8usize;
     for _ in 0..count {
@@ -563,7 +594,12 @@ fn decode10_with_tail(bytes: &[u8], tail_start: usize, crc_of: Crc<'_>) -> Optio
             Some(mut e) if crc_of.of(bytes, offset..pr.pos()) == crc => {
                 e.vouched = flags & FLAG_VOUCHED != 0;
                 expect_at = pr.pos();
-                entries.push(e);
+                if first.first(&bytes[e.key.clone()]) {
+                    if !mem.charge(e.key.len(), 0) {
+                        break;
+                    }
+                    entries.push(e);
+                }
             }
             _ => {
                 contiguous = false;
@@ -585,7 +621,7 @@ fn decode10_with_tail(bytes: &[u8], tail_start: usize, crc_of: Crc<'_>) -> Optio
         damage.note("the pair count or layout does not match the tail: stock MACE 1.0 may misread this file");
     }
     apply_platform_rule(bytes, &mut entries, &mut damage);
-    dedup_first(bytes, &mut entries, &mut damage);
+    first.report(&mut damage);
     Some(Decoded {
         format: Format::Checked10,
         entries,

@@ -21,6 +21,32 @@ pub const PLATFORM_INFO_KEY: &[u8] = b"mace_opencl_precompiled_platform_info_key
 /// The key under which MACE 1.1 stores the GPU name its cached binaries were built for.
 pub const DEVICE_NAME_KEY: &[u8] = b"mace_opencl_precompiled_device_name_key";
 
+/// The entries that vouch for cached binaries, in the order the checked formats write them, before
+/// every other entry: platform info (without it no binary is kept), the GPU name, and the program
+/// cache's driver fingerprint and OS build (`crate::program_cache`). A file cut short then keeps
+/// every binary whose record lies wholly before the cut.
+pub const VOUCHING_KEYS: [&[u8]; 4] = [
+    PLATFORM_INFO_KEY,
+    DEVICE_NAME_KEY,
+    b"mace_storage_fingerprint",
+    b"mace_storage_os_build_id",
+];
+
+/// Sorts entries as `format` writes them: by key bytes (as MACE does), and in the checked formats
+/// the [`VOUCHING_KEYS`] first (stock readers build a map: the order does not matter to them).
+fn write_order(format: Format, entries: &mut [EntryIn<'_>]) {
+    entries.sort_by(|a, b| a.key.cmp(b.key));
+    if format.is_checked() {
+        let rank = |k: &[u8]| {
+            VOUCHING_KEYS
+                .iter()
+                .position(|v| *v == k)
+                .unwrap_or(usize::MAX)
+        };
+        entries.sort_by_key(|e| rank(e.key));
+    }
+}
+
 /// A file format this crate reads or writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
@@ -189,6 +215,92 @@ impl fmt::Display for NotACache {
 
 impl std::error::Error for NotACache {}
 
+/// What keeping one entry costs in memory, at most, beyond its key's bytes and a built value: the
+/// decoder's entry and duplicate check, and the map a store builds from them (measured against a
+/// counting allocator in `tests/hostile_memory.rs`).
+pub const ENTRY_COST: u64 = 320;
+/// Memory any decode may use beyond the input's size.
+pub const MEMORY_SLACK: u64 = 1 << 20;
+
+/// The memory a decode may still spend on the entries it keeps: the input's size plus
+/// [`MEMORY_SLACK`], so that the input and everything built from it stay under twice its size plus
+/// that constant. Every kept entry is charged [`ENTRY_COST`], its key and any value built for it.
+pub(crate) struct Budget {
+    left: u64,
+    over: bool,
+}
+
+impl Budget {
+    fn for_input(len: usize) -> Self {
+        Budget {
+            left: len as u64 + MEMORY_SLACK,
+            over: false,
+        }
+    }
+
+    /// Charges an entry with a `key_len`-byte key and `built` bytes of value made for it; `false`
+    /// (and the budget marked spent) when it does not fit.
+    fn charge(&mut self, key_len: usize, built: usize) -> bool {
+        let cost = ENTRY_COST + key_len as u64 + built as u64;
+        match self.left.checked_sub(cost) {
+            Some(left) if !self.over => {
+                self.left = left;
+                true
+            }
+            _ => {
+                self.over = true;
+                false
+            }
+        }
+    }
+}
+
+/// Keeps the first entry of each key, as MACE's readers do, deciding before an entry is built so
+/// that duplicates cost nothing; counts the others.
+pub(crate) struct FirstOfEach<'a> {
+    seen: std::collections::HashSet<&'a [u8]>,
+    /// Whether the empty key was seen (the most a hostile file can repeat for 2 bytes each).
+    empty_seen: bool,
+    dups: u64,
+}
+
+impl<'a> FirstOfEach<'a> {
+    fn new() -> Self {
+        FirstOfEach {
+            seen: std::collections::HashSet::new(),
+            empty_seen: false,
+            dups: 0,
+        }
+    }
+
+    /// Whether `key` is seen for the first time (it is then remembered).
+    fn first(&mut self, key: &'a [u8]) -> bool {
+        let new = if key.is_empty() {
+            !std::mem::replace(&mut self.empty_seen, true)
+        } else {
+            self.seen.insert(key)
+        };
+        if !new {
+            self.dups += 1;
+        }
+        new
+    }
+
+    /// Notes the duplicates skipped, as MACE's readers skip them.
+    fn report(&self, damage: &mut Damage) {
+        note_dups(self.dups, damage);
+    }
+}
+
+/// Notes `dups` duplicate keys skipped.
+fn note_dups(dups: u64, damage: &mut Damage) {
+    if dups > 0 {
+        damage.note(format!(
+            "{dups} duplicate keys: kept the first of each, as MACE does"
+        ));
+    }
+}
+
 /// Decodes a file of any known format, detected from its bytes, salvaging what verifies.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, NotACache> {
     decode_with(bytes, Crc::direct())
@@ -203,6 +315,21 @@ pub(crate) fn decode_indexed(bytes: &[u8], index: &CrcIndex) -> Result<Decoded, 
 }
 
 fn decode_with(bytes: &[u8], crc: Crc<'_>) -> Result<Decoded, NotACache> {
+    let mut budget = Budget::for_input(bytes.len());
+    let d = decode_within(bytes, crc, &mut budget)?;
+    if budget.over {
+        return Err(NotACache(format!(
+            "{} bytes whose entries would take more memory than twice the file's size plus {} \
+             bytes (each entry costs {ENTRY_COST} bytes and its key; uint32 arrays 4 bytes per \
+             element): refused, no MACE cache is shaped like this",
+            bytes.len(),
+            MEMORY_SLACK
+        )));
+    }
+    Ok(d)
+}
+
+fn decode_within(bytes: &[u8], crc: Crc<'_>, budget: &mut Budget) -> Result<Decoded, NotACache> {
     if bytes.is_empty() {
         let mut damage = Damage::none();
         damage.note("0-byte file (left by an interrupted write?): read as no entries");
@@ -215,9 +342,9 @@ fn decode_with(bytes: &[u8], crc: Crc<'_>) -> Result<Decoded, NotACache> {
         });
     }
     if checked::looks_checked11(bytes) {
-        return Ok(checked::decode11(bytes, crc));
+        return Ok(checked::decode11(bytes, crc, budget));
     }
-    let a = stock::parse_a(bytes);
+    let a = stock::parse_a(bytes, budget);
     // Pairs that end exactly at the end of the file are a stock file, whatever its last bytes are
     // (a value may end with what looks like a checked-1.0 footer); a checked-1.0 tail follows them.
     if a.as_ref()
@@ -225,7 +352,7 @@ fn decode_with(bytes: &[u8], crc: Crc<'_>) -> Result<Decoded, NotACache> {
     {
         return Ok(stock::finish_a(bytes, a.unwrap_or_else(|| unreachable!())));
     }
-    if let Some(d) = checked::decode10(bytes, crc) {
+    if let Some(d) = checked::decode10(bytes, crc, budget) {
         return Ok(d);
     }
     if a.as_ref().is_some_and(|a| a.complete) {
@@ -234,18 +361,23 @@ fn decode_with(bytes: &[u8], crc: Crc<'_>) -> Result<Decoded, NotACache> {
     // Computed once: decode_b is told the answer.
     let crc_ok = stock::crc_ok(bytes, crc);
     if crc_ok {
-        return Ok(stock::decode_b(bytes, crc_ok));
+        return Ok(stock::decode_b(bytes, crc_ok, budget));
     }
     // Damaged: prefer the shape whose header is plausible, then records that verify on their own.
-    if let Some(a) = a {
-        return Ok(stock::finish_a(bytes, a));
+    // A count too large for the file's size is plausible only for a file cut short: checked-1.1
+    // records that verify on their own are the better reading then.
+    if a.as_ref().is_some_and(|a| a.count_fits) {
+        return Ok(stock::finish_a(bytes, a.unwrap_or_else(|| unreachable!())));
     }
-    let salvaged = checked::decode11(bytes, crc);
+    let salvaged = checked::decode11(bytes, crc, budget);
     if !salvaged.entries.is_empty() {
         return Ok(salvaged);
     }
+    if let Some(a) = a {
+        return Ok(stock::finish_a(bytes, a));
+    }
     if bytes.len() >= 4 && bytes[0] == 0x0a {
-        return Ok(stock::decode_b(bytes, crc_ok));
+        return Ok(stock::decode_b(bytes, crc_ok, budget));
     }
     Err(NotACache(format!(
         "{} bytes that match neither MACE format (no valid count, no valid CRC)",
@@ -275,6 +407,83 @@ impl fmt::Display for EncodeError {
 }
 
 impl std::error::Error for EncodeError {}
+
+/// Largest key or value a format-A pair can hold (its lengths are `int32`).
+pub const MAX_PAIR_FIELD: u64 = i32::MAX as u64;
+/// Largest format-B file (the protobuf limit of 2 GiB - 1 that MACE's reader enforces).
+pub const MAX_PROTOBUF_FILE: u64 = i32::MAX as u64;
+/// Bytes of a file that belong to no entry, at most (headers, tails, trailers).
+const FILE_OVERHEAD_BOUND: u64 = 64;
+
+/// The largest file `format` can be written as: 2 GiB - 1 for the protobuf formats; format A has no
+/// limit of its own (each key and value is limited instead).
+pub fn max_file_len(format: Format) -> u64 {
+    match format {
+        Format::Mace11 | Format::Checked11 => MAX_PROTOBUF_FILE,
+        _ => u64::MAX,
+    }
+}
+
+/// An upper bound of the bytes one entry takes in a file of `format`, framing included.
+pub fn entry_len_bound(format: Format, key_len: usize, value_len: usize, kind: ValueKind) -> u64 {
+    let (k, v) = (key_len as u64, value_len as u64);
+    match format {
+        // Lengths, plus the tail's offset, crc and flags for checked-1.0.
+        Format::Mace10 | Format::Checked10 | Format::Empty => 8 + 16 + k + v,
+        Format::Mace11 | Format::Checked11 => {
+            // A uint32 array is written as one tag and a varint of up to 5 bytes per element.
+            let value = if kind == ValueKind::U32s && value_len % 4 == 0 {
+                v / 4 * 6
+            } else {
+                v
+            };
+            // Tags and varint lengths (at most 2 x (1 + 5) + 6), and checked-1.1's extension.
+            18 + 23 + k + value
+        }
+    }
+}
+
+/// An upper bound of the length of a file of `format` holding entries whose bounds sum to `entries`.
+pub fn file_len_bound(entries: u64) -> u64 {
+    entries.saturating_add(FILE_OVERHEAD_BOUND)
+}
+
+/// Whether one entry can be written in `format` at all, with the limit it exceeds in the error.
+pub fn check_entry(
+    format: Format,
+    key: &[u8],
+    value_len: usize,
+    kind: ValueKind,
+) -> Result<(), EncodeError> {
+    let name = || String::from_utf8_lossy(&key[..key.len().min(64)]).into_owned();
+    match format {
+        Format::Mace10 | Format::Checked10 | Format::Empty => {
+            for (what, len) in [("key", key.len()), ("value", value_len)] {
+                if len as u64 > MAX_PAIR_FIELD {
+                    return Err(EncodeError(format!(
+                        "the {what} of key {:?} is {len} bytes: a {format} file holds keys and \
+                         values of at most {MAX_PAIR_FIELD} bytes (2 GiB - 1)",
+                        name()
+                    )));
+                }
+            }
+            Ok(())
+        }
+        Format::Mace11 | Format::Checked11 => {
+            let bound = file_len_bound(entry_len_bound(format, key.len(), value_len, kind));
+            if bound > MAX_PROTOBUF_FILE {
+                return Err(EncodeError(format!(
+                    "the entry of key {:?} ({} + {value_len} bytes) does not fit in a {format} \
+                     file: the whole file is limited to {MAX_PROTOBUF_FILE} bytes (2 GiB - 1, \
+                     the protobuf limit)",
+                    name(),
+                    key.len()
+                )));
+            }
+            Ok(())
+        }
+    }
+}
 
 /// An encoded file as a list of pieces: framing built here, values borrowed from the caller, so a
 /// flush writes each value from where it already is.
@@ -385,7 +594,8 @@ pub struct Encoded<'a> {
 }
 
 /// Encodes `entries` (any order, unique keys) as a whole file in `format`, sorted by key bytes as
-/// MACE writes them; the stock formats come out byte-identical to MACE's own writer.
+/// MACE writes them (the checked formats write the [`VOUCHING_KEYS`] first); the stock formats come
+/// out byte-identical to MACE's own writer.
 pub fn encode<'a>(
     format: Format,
     entries: &[EntryIn<'a>],
@@ -399,6 +609,7 @@ pub fn encode<'a>(
             String::from_utf8_lossy(w[0].key)
         )));
     }
+    write_order(format, &mut sorted);
     let mut out = Output::default();
     let info = match format {
         Format::Mace10 => {
@@ -437,7 +648,7 @@ pub fn encode_append<'a>(
     batch: &[EntryIn<'a>],
 ) -> Result<Append<'a>, EncodeError> {
     let mut sorted: Vec<EntryIn<'a>> = batch.to_vec();
-    sorted.sort_by(|a, b| a.key.cmp(b.key));
+    write_order(Format::Checked11, &mut sorted);
     let mut records = Output::default();
     let mut commit = Output::default();
     let info = checked::encode11_append(info, &sorted, &mut records, &mut commit)?;
@@ -465,19 +676,6 @@ fn apply_platform_rule(input: &[u8], entries: &mut Vec<DecodedEntry>, damage: &m
         damage.note(format!(
             "the platform-info entry was lost: dropped the {dropped} entries it vouched for, so no \
              binary is used without the GPU description it was built for"
-        ));
-    }
-}
-
-/// Keeps the first entry of each key (as MACE's readers do) and counts the rest as dropped.
-fn dedup_first(input: &[u8], entries: &mut Vec<DecodedEntry>, damage: &mut Damage) {
-    let mut seen = std::collections::HashSet::new();
-    let before = entries.len();
-    entries.retain(|e| seen.insert(&input[e.key.clone()]));
-    let dup = before - entries.len();
-    if dup > 0 {
-        damage.note(format!(
-            "{dup} duplicate keys: kept the first of each, as MACE does"
         ));
     }
 }

@@ -4,8 +4,8 @@
 use super::crc::Crc;
 use super::wire::{put_tag, put_varint, read_field, Field, Reader, WT_LEN, WT_VARINT};
 use super::{
-    apply_platform_rule, dedup_first, Damage, Decoded, DecodedEntry, EncodeError, EntryIn, Format,
-    Output, ValueKind, ValueRef,
+    apply_platform_rule, Budget, Damage, Decoded, DecodedEntry, EncodeError, EntryIn, FirstOfEach,
+    Format, Output, ValueKind, ValueRef,
 };
 
 /// Tail magic of checked-1.0 (stock readers stop before it); seen here only to name a cut tail.
@@ -13,35 +13,80 @@ pub(super) const TAIL10_MAGIC: &[u8; 8] = b"MSTORT10";
 
 /// Format A pairs as far as they parse.
 pub(super) struct AParse {
+    /// The first pair of each key.
     pub entries: Vec<DecodedEntry>,
     /// All `count` pairs parsed.
     pub complete: bool,
     /// Offset after the last parsed pair.
     pub end: usize,
     pub count: u64,
+    /// Pairs parsed (duplicates included).
+    pub parsed: u64,
+    /// Pairs skipped as duplicates of an earlier key.
+    pub dups: u64,
+    /// The count fits in the file (each pair takes at least 8 bytes); a larger one is plausible
+    /// only for a file cut short.
+    pub count_fits: bool,
 }
 
-/// Parses format A; `None` when the count cannot belong to a format-A file of this size.
-pub(super) fn parse_a(bytes: &[u8]) -> Option<AParse> {
+/// Parses format A; `None` when the bytes cannot be format A: a count larger than the file holds,
+/// unless the pairs before it parse and the file ends inside the next one (a file cut short).
+/// Only the first pair of each key is kept, and only while `budget` allows.
+pub(super) fn parse_a(bytes: &[u8], budget: &mut Budget) -> Option<AParse> {
     let mut r = Reader::new(bytes, 0);
     let count = r.u64_le()?;
-    // Each pair takes at least 8 bytes: a larger count is not format A.
-    if count > (bytes.len() as u64 - 8) / 8 {
+    let count_fits = count <= (bytes.len() as u64 - 8) / 8;
+    // Format A counts are written from a container size: never more than 4 Gi entries.
+    if count > u64::from(u32::MAX) {
         return None;
     }
-    let mut entries = Vec::with_capacity(count as usize);
+    let mut entries = Vec::new();
+    let mut first = FirstOfEach::new();
     let mut end = r.pos();
-    for _ in 0..count {
+    let mut parsed = 0u64;
+    while parsed < count {
         let Some(e) = parse_pair(&mut r) else { break };
-        entries.push(e);
+        parsed += 1;
         end = r.pos();
+        if first.first(&bytes[e.key.clone()]) {
+            if !budget.charge(e.key.len(), 0) {
+                break;
+            }
+            entries.push(e);
+        }
+    }
+    if !count_fits && (parsed == count || !cut_inside_pair(&bytes[end..])) {
+        return None;
     }
     Some(AParse {
-        complete: entries.len() as u64 == count,
+        complete: parsed == count,
         entries,
         end,
         count,
+        parsed,
+        dups: first.dups,
+        count_fits,
     })
+}
+
+/// Whether `rest` is the start of a pair cut short: its lengths are not negative, and it ends
+/// before the pair does.
+fn cut_inside_pair(rest: &[u8]) -> bool {
+    let len_at = |at: usize| {
+        rest.get(at..at + 4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    match len_at(0) {
+        None => true,
+        Some(k) if k < 0 => false,
+        Some(k) => {
+            let vat = 4 + k as usize;
+            match len_at(vat) {
+                None => true,
+                Some(v) => v >= 0 && rest.len() < vat + 4 + v as usize,
+            }
+        }
+    }
 }
 
 /// One `int32 len, key, int32 len, value` pair.
@@ -68,14 +113,14 @@ pub(super) fn finish_a(bytes: &[u8], a: AParse) -> Decoded {
     let mut format = Format::Mace10;
     let tail = &bytes[a.end..];
     if !a.complete {
-        let lost = a.count - entries.len() as u64;
+        let lost = a.count - a.parsed;
         damage.entries_dropped += lost;
         damage.bytes_ignored += tail.len() as u64;
         damage.note(format!(
             "file ends inside pair {} of {}: kept the {} complete pairs before it, dropped {lost}",
-            entries.len() + 1,
+            a.parsed + 1,
             a.count,
-            entries.len()
+            a.parsed
         ));
         // Nothing tells which binaries the lost platform-info entry vouched for: all of them.
         for e in &mut entries {
@@ -95,7 +140,7 @@ pub(super) fn finish_a(bytes: &[u8], a: AParse) -> Decoded {
             tail.len()
         ));
     }
-    dedup_first(bytes, &mut entries, &mut damage);
+    super::note_dups(a.dups, &mut damage);
     Decoded {
         format,
         entries,
@@ -115,24 +160,68 @@ pub(super) fn crc_ok(bytes: &[u8], crc: Crc<'_>) -> bool {
     crc.of(bytes, 0..body_len) == u32::from_le_bytes([t[0], t[1], t[2], t[3]])
 }
 
+/// How a `KVPair`'s value is held in its message.
+pub(super) enum KvValue {
+    /// `bytes_value` (or no value at all: empty), located in the input.
+    Bytes(std::ops::Range<usize>),
+    /// `uint32s_value` of this many elements, not yet built ([`Kv::value_ref`] builds it).
+    U32s(usize),
+}
+
 /// The fields of one `KVPair`, located in the input.
 pub(super) struct Kv {
     pub key: std::ops::Range<usize>,
-    pub value: ValueRef,
-    pub kind: ValueKind,
+    pub value: KvValue,
     /// Payload of the project's extension field (number `EXT_FIELD`), if present, and where its tag starts.
     pub ext: Option<(std::ops::Range<usize>, usize)>,
+}
+
+impl Kv {
+    /// Bytes a [`Kv::value_ref`] builds.
+    pub fn built_len(&self) -> usize {
+        match self.value {
+            KvValue::Bytes(_) => 0,
+            KvValue::U32s(n) => 4 * n,
+        }
+    }
+
+    /// The value, built when it is a `uint32s_value` array (`msg` is the message parsed).
+    pub fn value_ref(&self, msg: &[u8]) -> (ValueRef, ValueKind) {
+        match &self.value {
+            KvValue::Bytes(r) => (ValueRef::Slice(r.clone()), ValueKind::Bytes),
+            KvValue::U32s(n) => {
+                let mut out = Vec::with_capacity(4 * n);
+                let mut r = Reader::new(msg, 0);
+                let mut push = |v: u64| out.extend_from_slice(&(v as u32).to_le_bytes());
+                // The message parsed whole before: every read below succeeds.
+                while let Some((number, field)) = read_field(&mut r) {
+                    match (number, field) {
+                        (3, Field::Varint(v)) => push(v),
+                        (3, Field::Len(s)) => {
+                            let mut pr = Reader::new(s, 0);
+                            while let Some(v) = pr.varint() {
+                                push(v);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                (ValueRef::Owned(out), ValueKind::U32s)
+            }
+        }
+    }
 }
 
 /// Field number of the project's per-entry extension inside `KVPair` (stock readers skip it).
 pub(super) const EXT_FIELD: u64 = 2047;
 
-/// Parses a `KVPair` message found at `base..base + msg.len()` of the input.
+/// Parses a `KVPair` message found at `base..base + msg.len()` of the input, without building its
+/// value (a duplicate key's value is never built).
 pub(super) fn parse_kvpair(msg: &[u8], base: usize) -> Option<Kv> {
     let mut r = Reader::new(msg, 0);
     let mut key = base..base;
     let mut bytes_value: Option<std::ops::Range<usize>> = None;
-    let mut u32s: Option<Vec<u8>> = None;
+    let mut u32s: Option<usize> = None;
     let mut ext = None;
     while r.remaining() > 0 {
         let field_start = r.pos();
@@ -144,14 +233,13 @@ pub(super) fn parse_kvpair(msg: &[u8], base: usize) -> Option<Kv> {
         match (number, field) {
             (1, Field::Len(s)) => key = at(s),
             (2, Field::Len(s)) => bytes_value = Some(at(s)),
-            (3, Field::Varint(v)) => u32s
-                .get_or_insert_with(Vec::new)
-                .extend((v as u32).to_le_bytes()),
+            (3, Field::Varint(_)) => *u32s.get_or_insert(0) += 1,
             (3, Field::Len(s)) => {
-                let out = u32s.get_or_insert_with(Vec::new);
+                let n = u32s.get_or_insert(0);
                 let mut pr = Reader::new(s, 0);
                 while pr.remaining() > 0 {
-                    out.extend((pr.varint()? as u32).to_le_bytes());
+                    pr.varint()?;
+                    *n += 1;
                 }
             }
             (EXT_FIELD, Field::Len(s)) => ext = Some((at(s), base + field_start)),
@@ -159,24 +247,21 @@ pub(super) fn parse_kvpair(msg: &[u8], base: usize) -> Option<Kv> {
             _ => {}
         }
     }
-    let (value, kind) = match (bytes_value, u32s) {
-        (Some(r), _) => (ValueRef::Slice(r), ValueKind::Bytes),
-        (None, Some(v)) => (ValueRef::Owned(v), ValueKind::U32s),
-        (None, None) => (ValueRef::Slice(base..base), ValueKind::Bytes),
+    let value = match (bytes_value, u32s) {
+        (Some(r), _) => KvValue::Bytes(r),
+        (None, Some(n)) => KvValue::U32s(n),
+        (None, None) => KvValue::Bytes(base..base),
     };
-    Some(Kv {
-        key,
-        value,
-        kind,
-        ext,
-    })
+    Some(Kv { key, value, ext })
 }
 
 /// Decodes a format-B file whose trailing CRC matches (`crc_ok`, from [`crc_ok`]) or not: with a
 /// wrong CRC nothing can be verified and nothing is kept.
-pub(super) fn decode_b(bytes: &[u8], crc_ok: bool) -> Decoded {
+pub(super) fn decode_b(bytes: &[u8], crc_ok: bool, budget: &mut Budget) -> Decoded {
     let mut damage = Damage::none();
     let mut entries = Vec::new();
+    let mut first = FirstOfEach::new();
+    let mut parsed = 0u64;
     let body = &bytes[..bytes.len().saturating_sub(4)];
     let mut r = Reader::new(body, 0);
     let mut parse_error = false;
@@ -185,12 +270,23 @@ pub(super) fn decode_b(bytes: &[u8], crc_ok: bool) -> Decoded {
             Some((1, Field::Len(s))) => {
                 let base = s.as_ptr() as usize - bytes.as_ptr() as usize;
                 match parse_kvpair(s, base) {
-                    Some(kv) => entries.push(DecodedEntry {
-                        key: kv.key,
-                        value: kv.value,
-                        kind: kv.kind,
-                        vouched: false,
-                    }),
+                    Some(kv) => {
+                        parsed += 1;
+                        // Nothing is kept from a file whose CRC does not match: build nothing.
+                        if !crc_ok || !first.first(&bytes[kv.key.clone()]) {
+                            continue;
+                        }
+                        if !budget.charge(kv.key.len(), kv.built_len()) {
+                            break;
+                        }
+                        let (value, kind) = kv.value_ref(s);
+                        entries.push(DecodedEntry {
+                            key: kv.key,
+                            value,
+                            kind,
+                            vouched: false,
+                        });
+                    }
                     None => {
                         parse_error = true;
                         break;
@@ -205,12 +301,11 @@ pub(super) fn decode_b(bytes: &[u8], crc_ok: bool) -> Decoded {
         }
     }
     if !crc_ok {
-        damage.entries_dropped = entries.len() as u64;
+        damage.entries_dropped = parsed;
         damage.bytes_ignored = bytes.len() as u64;
         damage.note(format!(
-            "the whole-file CRC-32 does not match: none of the {} entries can be verified, none kept \
-             (stock MACE drops them all too)",
-            entries.len()
+            "the whole-file CRC-32 does not match: none of the {parsed} entries can be verified, \
+             none kept (stock MACE drops them all too)"
         ));
         entries.clear();
     } else if parse_error {
@@ -221,7 +316,7 @@ pub(super) fn decode_b(bytes: &[u8], crc_ok: bool) -> Decoded {
             entries.len()
         ));
     }
-    dedup_first(bytes, &mut entries, &mut damage);
+    first.report(&mut damage);
     Decoded {
         format: Format::Mace11,
         entries,

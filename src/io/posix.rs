@@ -58,6 +58,70 @@ fn buffer_for(len: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// What a path that is not a regular file is, for the error that refuses it.
+fn file_kind(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn not_regular(path: &Path, kind: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {kind}, not a regular file: refused (a cache file must be a regular file)",
+            path.display()
+        ),
+    )
+}
+
+/// Opens `path` for reading without ever blocking (a FIFO would block `open` until a writer comes)
+/// and only if it is a regular file (a device such as `/dev/zero` never ends); `Ok(None)` if it does
+/// not exist. The descriptor is blocking again when returned.
+fn open_for_read(path: &Path) -> io::Result<Option<(File, FileMeta)>> {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path);
+    let f = match not_found_is_none(opened) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(None),
+        // A socket cannot be opened at all (ENXIO): say what the path is instead.
+        Err(e) => {
+            return Err(match std::fs::metadata(path) {
+                Ok(m) if !m.file_type().is_file() => not_regular(path, file_kind(m.file_type())),
+                _ => e,
+            })
+        }
+    };
+    let m = f.metadata()?;
+    if !m.file_type().is_file() {
+        return Err(not_regular(path, file_kind(m.file_type())));
+    }
+    let fd = f.as_raw_fd();
+    // SAFETY: `fd` is an open descriptor owned by `f`; F_GETFL takes no argument.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above; F_SETFL takes an int of flags.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Some((f, meta_of(&m))))
+}
+
 struct PosixFile(File);
 
 impl FileHandle for PosixFile {
@@ -89,12 +153,12 @@ impl FileHandle for PosixFile {
 
 impl Fs for PosixFs {
     fn read(&self, path: &Path) -> io::Result<Option<(Vec<u8>, FileMeta)>> {
-        let Some(mut f) = not_found_is_none(File::open(path))? else {
+        let Some((f, meta)) = open_for_read(path)? else {
             return Ok(None);
         };
-        let meta = meta_of(&f.metadata()?);
         let mut buf = buffer_for(meta.len)?;
-        f.read_to_end(&mut buf)?;
+        // Never past the length fstat gave: a file that grows meanwhile is read as it was.
+        f.take(meta.len).read_to_end(&mut buf)?;
         Ok(Some((buf, meta)))
     }
 
@@ -103,11 +167,11 @@ impl Fs for PosixFs {
         path: &Path,
         observe: &mut dyn FnMut(&[u8]),
     ) -> io::Result<Option<(Vec<u8>, FileMeta)>> {
-        let Some(mut f) = not_found_is_none(File::open(path))? else {
+        let Some((f, meta)) = open_for_read(path)? else {
             return Ok(None);
         };
-        let meta = meta_of(&f.metadata()?);
         let mut buf = buffer_for(meta.len)?;
+        let mut f = f.take(meta.len);
         // Piece by piece into the one exact-size buffer, each piece observed while it is in cache.
         loop {
             let start = buf.len();

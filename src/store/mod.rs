@@ -33,7 +33,15 @@ pub struct Options {
     /// another process before it gives up with a busy error ([`Error::is_busy`]) and keeps the
     /// changes for the next flush; `None`: for ever. Default 3 s.
     pub lock_timeout: Option<Duration>,
+    /// The largest file `open` loads (default [`DEFAULT_MAX_FILE_LEN`]). A larger file is reported as
+    /// too large without being read, and left as it is: no flush replaces it until `clear`. Puts
+    /// that would make the file larger than this are refused, so the store never writes a file it
+    /// would refuse to load.
+    pub max_file_len: u64,
 }
+
+/// The default [`Options::max_file_len`]: far above any real program cache (tens of MiB).
+pub const DEFAULT_MAX_FILE_LEN: u64 = 512 << 20;
 
 impl Default for Options {
     fn default() -> Self {
@@ -42,6 +50,7 @@ impl Default for Options {
             read_only: false,
             fs: Arc::new(PosixFs),
             lock_timeout: Some(side_files::DEFAULT_LOCK_TIMEOUT),
+            max_file_len: DEFAULT_MAX_FILE_LEN,
         }
     }
 }
@@ -107,6 +116,8 @@ pub struct Report {
     pub damage: Damage,
     /// Where an unreadable file was moved (`<file>.corrupt`).
     pub set_aside: Option<PathBuf>,
+    /// The file was larger than [`Options::max_file_len`]: not read, left as it is.
+    pub too_large: bool,
 }
 
 /// Counters a store keeps.
@@ -160,6 +171,9 @@ struct Disk {
     name_durable: bool,
 }
 
+/// See [`State::bound_key`].
+type BoundKey = (Option<FileMeta>, usize, usize);
+
 #[derive(Default)]
 struct State {
     /// The committed state as last read or written; shared, so that a flush snapshots it without
@@ -173,6 +187,10 @@ struct State {
     clears: u64,
     disk: Disk,
     stats: Stats,
+    /// An upper bound of the file the current entries make, and the committed state it was
+    /// computed against (recomputed when that changes): lets `put` refuse what the file cannot hold
+    /// in O(1).
+    size_bound: Option<(BoundKey, u64)>,
 }
 
 impl State {
@@ -199,6 +217,36 @@ impl State {
         m
     }
 
+    /// What a size bound was computed against: the file and the committed entries as last read or
+    /// written (a flush or a merge changes one of them).
+    fn bound_key(&self) -> BoundKey {
+        (
+            self.disk.meta,
+            Arc::as_ptr(&self.base) as usize,
+            self.base.len(),
+        )
+    }
+
+    /// The exact sum of [`format::entry_len_bound`] over the current entries, except `skip`.
+    fn entries_len_bound(&self, format: Format, skip: Option<&[u8]>) -> u64 {
+        let of =
+            |k: &[u8], i: &Item| format::entry_len_bound(format, k.len(), i.value.len(), i.kind);
+        let mut sum = 0u64;
+        if !self.cleared {
+            for (k, i) in self.base.iter() {
+                if !self.pending.contains_key(k) && skip != Some(k) {
+                    sum = sum.saturating_add(of(k, i));
+                }
+            }
+        }
+        for (k, p) in &self.pending {
+            if let (Some(i), false) = (p, skip == Some(&k[..])) {
+                sum = sum.saturating_add(of(k, i));
+            }
+        }
+        sum
+    }
+
     fn dirty(&self) -> bool {
         self.cleared || !self.pending.is_empty()
     }
@@ -218,14 +266,14 @@ pub struct Store {
     report: Report,
 }
 
-/// The entries of a decoded file, sharing the file's buffer.
-fn load_entries(owner: &Backing, d: &format::Decoded) -> HashMap<Vec<u8>, Item> {
+/// The entries of a decoded file, sharing the file's buffer; built values are moved, not copied.
+fn load_entries(owner: &Backing, entries: Vec<format::DecodedEntry>) -> HashMap<Vec<u8>, Item> {
     let input = (**owner).as_ref();
-    let mut m = HashMap::with_capacity(d.entries.len());
-    for e in &d.entries {
-        let value = match &e.value {
-            format::ValueRef::Slice(r) => Value::slice_of(owner, r.clone()),
-            format::ValueRef::Owned(v) => Some(Value::copy_from(v)),
+    let mut m = HashMap::with_capacity(entries.len());
+    for e in entries {
+        let value = match e.value {
+            format::ValueRef::Slice(r) => Value::slice_of(owner, r),
+            format::ValueRef::Owned(v) => Some(Value::from_vec(v)),
         };
         if let Some(value) = value {
             m.insert(
@@ -288,10 +336,19 @@ impl Store {
     /// link at `path` is resolved here, once ([`Store::target`]).
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store, Error> {
         let path = path.as_ref().to_path_buf();
+        if path.as_os_str().is_empty() {
+            // "" would open as a missing file, and flushes would then fail on "" or lock ".lock".
+            return Err(Error::Io {
+                op: "open",
+                path,
+                source: io::Error::new(io::ErrorKind::InvalidInput, "the path is empty"),
+            });
+        }
         let fs = &*opts.fs;
         let side = SideFiles::open(fs, &path).map_err(io_err("resolve", &path))?;
         let target = side.path().to_path_buf();
-        let mut loaded = load(fs, &target)?;
+        let max = opts.max_file_len;
+        let mut loaded = load_within(fs, &target, max)?;
         if let Some(why) = loaded.unreadable.clone() {
             if opts.read_only {
                 loaded
@@ -304,7 +361,7 @@ impl Store {
                 // have been another process's commit in progress, complete by now.
                 match side.lock(opts.lock_timeout) {
                     Ok(lock) => {
-                        loaded = load(fs, &target)?;
+                        loaded = load_within(fs, &target, max)?;
                         loaded.set_aside(&side, &lock);
                     }
                     Err(e) => loaded.report.damage.notes.push(format!(
@@ -349,6 +406,7 @@ impl Store {
             entries: d.entries.len() as u64,
             damage: d.damage.clone(),
             set_aside: None,
+            too_large: false,
         };
         let stats = Stats {
             entries_salvaged: if d.damage.intact { 0 } else { report.entries },
@@ -359,7 +417,7 @@ impl Store {
             path: PathBuf::new(),
             target: PathBuf::new(),
             state: RwLock::new(State {
-                base: Arc::new(load_entries(&data, &d)),
+                base: Arc::new(load_entries(&data, d.entries)),
                 stats,
                 ..State::default()
             }),
@@ -417,12 +475,34 @@ impl Store {
         if self.opts.read_only {
             return Err(Error::ReadOnly);
         }
+        let format = self.opts.format;
+        format::check_entry(format, key, value.len(), kind).map_err(Error::Encode)?;
+        let limit = format::max_file_len(format).min(self.opts.max_file_len);
+        let this = format::entry_len_bound(format, key.len(), value.len(), kind);
+        let mut s = self.state.write();
+        let fresh = |s: &State| s.size_bound.filter(|b| b.0 == s.bound_key()).map(|b| b.1);
+        let mut bound = fresh(&s).unwrap_or_else(|| s.entries_len_bound(format, None));
+        if format::file_len_bound(bound.saturating_add(this)) > limit {
+            // The bound only grows between recomputations: recompute it exactly before refusing.
+            bound = s.entries_len_bound(format, Some(key));
+            if format::file_len_bound(bound.saturating_add(this)) > limit {
+                let which = if limit == self.opts.max_file_len {
+                    "the largest file this store loads (Options::max_file_len)"
+                } else {
+                    "the most a file of this format holds"
+                };
+                return Err(Error::Encode(format::EncodeError(format!(
+                    "put of key {:?} ({} bytes) refused: the {format} file would grow past {limit} \
+                     bytes, {which}",
+                    String::from_utf8_lossy(&key[..key.len().min(64)]),
+                    value.len()
+                ))));
+            }
+        }
+        s.size_bound = Some((s.bound_key(), bound.saturating_add(this)));
         // Always recorded: whether it changes anything is decided by the flush, against the file
         // as it is then (the state last read may be stale after a failed flush or another writer).
-        self.state
-            .write()
-            .pending
-            .insert(key.to_vec(), Some(Item { value, kind }));
+        s.pending.insert(key.to_vec(), Some(Item { value, kind }));
         Ok(())
     }
 
@@ -540,7 +620,14 @@ impl Store {
         // Another process may have committed since we last read the file: start from what it wrote.
         let on_disk = lock.file().copied();
         if on_disk != self.state.read().disk.meta {
-            let mut loaded = load(fs, &self.target)?;
+            let cleared = self.state.read().cleared;
+            let max = self.opts.max_file_len;
+            let mut loaded = match load_or_too_large(fs, &self.target, max)? {
+                Ok(l) => l,
+                // Only `clear` may replace a file too large to read: the caller gave it up.
+                Err(meta) if cleared => too_large_loaded(&self.target, meta, max),
+                Err(meta) => return Err(too_large_error(&self.target, meta.len, max)),
+            };
             loaded.set_aside(&side, &lock);
             let mut s = self.state.write();
             s.base = Arc::new(loaded.base);
@@ -789,6 +876,72 @@ fn settle(s: &mut State, inflight: HashMap<Vec<u8>, Option<Item>>) {
     }
 }
 
+fn too_large_error(path: &Path, len: u64, max: u64) -> Error {
+    Error::Io {
+        op: "load",
+        path: path.to_path_buf(),
+        source: io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the file is {len} bytes, more than the largest file this store loads \
+                 ({max} bytes, Options::max_file_len): not read, left as it is (clear the store to \
+                 let a flush replace it)"
+            ),
+        ),
+    }
+}
+
+/// An empty store over a file too large to load. The file's identity is not kept, so every flush
+/// looks at the file again and refuses to replace it unless the store was cleared.
+fn too_large_loaded(path: &Path, meta: FileMeta, max: u64) -> Loaded {
+    let why = too_large_error(path, meta.len, max).to_string();
+    Loaded {
+        base: HashMap::new(),
+        disk: Disk::default(),
+        report: Report {
+            missing: false,
+            format: None,
+            file_len: meta.len,
+            entries: 0,
+            damage: Damage {
+                intact: false,
+                entries_dropped: 0,
+                bytes_ignored: meta.len,
+                notes: vec![format!("{why}; started empty")],
+            },
+            set_aside: None,
+            too_large: true,
+        },
+        unreadable: None,
+    }
+}
+
+/// [`load`] of a file of at most `max` bytes; a larger one is not read (nor set aside), and its
+/// identity is returned instead.
+fn load_or_too_large(
+    fs: &dyn Fs,
+    path: &Path,
+    max: u64,
+) -> Result<Result<Loaded, FileMeta>, Error> {
+    // The stat is the first step of the read: its failure is reported as one.
+    if let Some(meta) = fs.metadata(path).map_err(io_err("read", path))? {
+        if meta.len > max {
+            return Ok(Err(meta));
+        }
+    }
+    let loaded = load(fs, path)?;
+    // It grew between the stat and the read: refused all the same.
+    match loaded.disk.meta {
+        Some(meta) if loaded.report.file_len > max => Ok(Err(meta)),
+        _ => Ok(Ok(loaded)),
+    }
+}
+
+/// [`load_or_too_large`], with a file too large to load opened as an empty store that says so.
+fn load_within(fs: &dyn Fs, path: &Path, max: u64) -> Result<Loaded, Error> {
+    Ok(load_or_too_large(fs, path, max)?.unwrap_or_else(|meta| too_large_loaded(path, meta, max)))
+}
+
 /// Reads and decodes `path`; an unreadable one loads empty, with the reason in `unreadable`.
 fn load(fs: &dyn Fs, path: &Path) -> Result<Loaded, Error> {
     // Checksummed while it is read, piece by piece as each is still in the CPU cache: the decoder
@@ -812,6 +965,7 @@ fn load(fs: &dyn Fs, path: &Path) -> Result<Loaded, Error> {
                     notes: vec![],
                 },
                 set_aside: None,
+                too_large: false,
             },
         });
     };
@@ -848,12 +1002,13 @@ fn load(fs: &dyn Fs, path: &Path) -> Result<Loaded, Error> {
                 entries: 0,
                 damage,
                 set_aside: None,
+                too_large: false,
             },
             unreadable,
         });
     }
-    let d = decoded.unwrap_or_else(|_| unreachable!("handled above"));
-    let base = load_entries(&owner, &d);
+    let mut d = decoded.unwrap_or_else(|_| unreachable!("handled above"));
+    let base = load_entries(&owner, std::mem::take(&mut d.entries));
     Ok(Loaded {
         disk: Disk {
             meta: Some(meta),
@@ -868,6 +1023,7 @@ fn load(fs: &dyn Fs, path: &Path) -> Result<Loaded, Error> {
             entries: base.len() as u64,
             damage: d.damage,
             set_aside: None,
+            too_large: false,
         },
         base,
         unreadable: None,
