@@ -103,6 +103,19 @@ pub trait Fs: Send + Sync {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Takes the exclusive cross-process lock kept in the never-replaced file `lock_path`, waiting for it.
     fn lock(&self, lock_path: &Path) -> io::Result<ProcessLock>;
+    /// Takes the lock of the existing file `path` without waiting: `Ok(None)` if another handle
+    /// (of any process, this one included) holds it; a `NotFound` error if the file is absent.
+    /// The default cannot lock: it returns a lock of kind [`LockKind::Unavailable`].
+    fn try_lock(&self, path: &Path) -> io::Result<Option<ProcessLock>> {
+        self.metadata(path)?
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(Some(ProcessLock::new(LockKind::Unavailable, None)))
+    }
+    /// The names of the entries of directory `dir`. The default cannot list: `Unsupported`.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+        let _ = dir;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
 /// The buffer length for a file of `file_len` bytes on a platform that can allocate at most `max`

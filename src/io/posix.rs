@@ -151,6 +151,22 @@ impl Fs for PosixFs {
         };
         Ok(ProcessLock::new(kind, guard))
     }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Option<ProcessLock>> {
+        // Read-write without O_CREAT: a file that vanished is not recreated by its observer.
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(match try_lock_file(&f)? {
+            None => None,
+            Some(LockKind::Unavailable) => Some(ProcessLock::new(LockKind::Unavailable, None)),
+            Some(kind) => Some(ProcessLock::new(kind, Some(Box::new(f)))),
+        })
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+        std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect()
+    }
 }
 
 /// Whether a process with this id exists (a crashed process's id is free, or reused only rarely).
@@ -213,6 +229,41 @@ fn lock_file(f: &File) -> io::Result<LockKind> {
     }
 }
 
+/// Like [`lock_file`] without waiting: `None` if another open file description holds the lock.
+fn try_lock_file(f: &File) -> io::Result<Option<LockKind>> {
+    let fd = f.as_raw_fd();
+    let busy = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES));
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        const F_OFD_SETLK: libc::c_int = 37;
+        // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as _;
+        fl.l_whence = libc::SEEK_SET as _;
+        // SAFETY: `fd` is an open descriptor owned by `f`, and `fl` is a valid flock that outlives the call.
+        match retry_eintr(|| unsafe { libc::fcntl(fd, F_OFD_SETLK, &mut fl as *mut libc::flock) }) {
+            Ok(()) => return Ok(Some(LockKind::Ofd)),
+            Err(e) if busy(&e) => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // SAFETY: `fd` is an open descriptor owned by `f`.
+    match retry_eintr(|| unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) }) {
+        Ok(()) => Ok(Some(LockKind::Flock)),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)
+            ) =>
+        {
+            Ok(Some(LockKind::Unavailable))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +314,28 @@ mod tests {
         drop(held);
         rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
         t.join().unwrap();
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn try_lock_tells_a_held_lock_and_never_creates() {
+        let d = tmpdir("trylock");
+        let lp = d.join("marker");
+        let fs = PosixFs;
+        assert_eq!(
+            fs.try_lock(&lp).err().map(|e| e.kind()),
+            Some(io::ErrorKind::NotFound)
+        );
+        assert!(!lp.exists());
+        let held = fs.lock(&lp).unwrap();
+        assert!(fs.try_lock(&lp).unwrap().is_none());
+        drop(held);
+        let got = fs.try_lock(&lp).unwrap().unwrap();
+        assert_eq!(got.kind(), LockKind::Ofd);
+        assert_eq!(
+            fs.list_dir(&d).unwrap(),
+            vec![std::ffi::OsString::from("marker")]
+        );
         std::fs::remove_dir_all(d).unwrap();
     }
 }

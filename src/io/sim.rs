@@ -652,6 +652,34 @@ impl Fs for SimFs {
         };
         Ok(ProcessLock::new(LockKind::Ofd, Some(Box::new(guard))))
     }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Option<ProcessLock>> {
+        let path = norm(path);
+        self.call(format!("try_lock {}", path.display()), |st| {
+            st.lookup(&path).map(|_| ())
+        })?;
+        let mut held = self.shared.locks.lock();
+        if !held.insert(path.clone()) {
+            return Ok(None);
+        }
+        let guard = LockGuard {
+            shared: Arc::clone(&self.shared),
+            path,
+        };
+        Ok(Some(ProcessLock::new(LockKind::Ofd, Some(Box::new(guard)))))
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+        let dir = norm(dir);
+        self.call(format!("list_dir {:?}", dir.display().to_string()), |st| {
+            Ok(st
+                .names
+                .keys()
+                .filter(|p| p.parent().unwrap_or(Path::new("")) == dir)
+                .filter_map(|p| p.file_name().map(|n| n.to_owned()))
+                .collect())
+        })
+    }
 }
 
 #[cfg(test)]
