@@ -131,15 +131,24 @@ fn checked<'a>(b: &'a [u8], magic: &[u8; 8]) -> Option<&'a [u8]> {
     (body.starts_with(magic) && crc32fast::hash(body) == crc).then_some(body)
 }
 
+/// Decodes a marker; bytes after its CRC (left by a longer earlier mark) are ignored, so a mark
+/// is rewritten with one `pwrite` and no truncation.
 fn decode_mark(b: &[u8]) -> Option<Mark> {
-    let body = checked(b, MARK_MAGIC)?;
-    let pid = u32::from_le_bytes(body.get(8..12)?.try_into().ok()?);
-    let start = u64::from_le_bytes(body.get(12..20)?.try_into().ok()?);
-    let blen = usize::from(*body.get(20)?);
-    let boot = String::from_utf8_lossy(body.get(21..21 + blen)?).into_owned();
+    if !b.starts_with(MARK_MAGIC) {
+        return None;
+    }
+    let pid = u32::from_le_bytes(b.get(8..12)?.try_into().ok()?);
+    let start = u64::from_le_bytes(b.get(12..20)?.try_into().ok()?);
+    let blen = usize::from(*b.get(20)?);
+    let boot = String::from_utf8_lossy(b.get(21..21 + blen)?).into_owned();
     let at = 21 + blen;
-    let klen = u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?) as usize;
-    let key = body.get(at + 4..(at + 4).checked_add(klen)?)?.to_vec();
+    let klen = u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize;
+    let end = (at + 4).checked_add(klen)?;
+    let key = b.get(at + 4..end)?.to_vec();
+    let crc = u32::from_le_bytes(b.get(end..end.checked_add(4)?)?.try_into().ok()?);
+    if crc32fast::hash(&b[..end]) != crc {
+        return None;
+    }
     Some(Mark {
         pid,
         start,
@@ -322,9 +331,7 @@ impl Guard {
         let Some(m) = s.marker.as_mut() else { return };
         let bytes = encode_mark(m.pid, m.start, &m.boot, key);
         // A failed write only weakens the guard; the cache itself is unaffected.
-        let ok =
-            m.handle.write_at(0, &bytes).is_ok() && m.handle.set_len(bytes.len() as u64).is_ok();
-        if !ok {
+        if m.handle.write_at(0, &bytes).is_err() {
             s.broken = true;
         }
     }
@@ -663,6 +670,20 @@ mod tests {
         g.simulate_death();
         let (_, r) = open(&fs, "w.bin");
         assert_eq!(r, Recovery::default());
+    }
+
+    #[test]
+    fn a_shorter_mark_over_a_longer_one_decodes() {
+        let mut b = encode_mark(7, 9, "boot", Some(b"a long program key -DX=1"));
+        let short = encode_mark(7, 9, "boot", None);
+        b[..short.len()].copy_from_slice(&short);
+        let m = decode_mark(&b).unwrap();
+        assert_eq!(
+            (m.pid, m.start, m.boot.as_str(), m.key),
+            (7, 9, "boot", None)
+        );
+        b[3] ^= 1;
+        assert!(decode_mark(&b).is_none());
     }
 
     #[test]
