@@ -4,6 +4,7 @@
 // its files with a stock reader of its MACE version.
 #include "mace/core/kv_storage.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -563,51 +564,82 @@ TEST(DropIn, OsBuildChangeDropsTheProgramsAndTheSameBuildKeepsThem) {
   ASSERT_EQ(0, unsetenv("MACE_STORAGE_OS_BUILD_ID"));
 }
 
-// One run of MACE's sequence in a child process that then exits normally (as mace_run or a test
-// does, well within the guard's window of its last Find): Load, the platform checks, Find of each
-// program's hash and binary, and, if any had to be built, the Inserts and the Flush. The child's
-// exit status is the number of programs it had to build.
-int RunMaceAndExit(const test::TempDir &dir, const std::vector<std::string> &programs) {
+const char kMaceRunDir[] = "MACE_STORAGE_TEST_MACE_RUN_DIR";
+const char kTwentyRunsTest[] = "DropInGuard.TwentyNormalExitsRightAfterFindLoseNothing";
+
+std::vector<std::string> SomePrograms() {
+  std::vector<std::string> programs;
+  for (int i = 0; i < 6; ++i) programs.push_back("program_" + std::to_string(i) + " -DBIAS");
+  return programs;
+}
+
+// MACE's sequence as a short command-line run does it, then a normal exit well within the guard's
+// window of the last Find: Load, the platform checks, Find of each program's hash and binary, and,
+// if any had to be built, the Inserts and the Flush. Writes how many programs it built to
+// dir/built.
+void MaceRunThenExit(const std::string &dir) {
+  const std::vector<std::string> programs = SomePrograms();
+  mace::FileStorageFactory factory(dir);
+  std::shared_ptr<mace::KVStorage> cache = factory.CreateStorage(kCacheName);
+  if (cache->Load() != 0) exit(100);
+  cache->Find(kPlatformKey);
+  cache->Find(kDeviceKey);
+  std::vector<std::string> built;
+  for (size_t i = 0; i < programs.size(); ++i) {
+    const std::vector<unsigned char> *hash = cache->Find(kHashPrefix + programs[i]);
+    const std::vector<unsigned char> *binary = cache->Find(programs[i]);
+    // The driver loads the binary here; a missing one is built from source.
+    if (hash == nullptr || binary == nullptr || *binary != B(programs[i] + " binary")) {
+      built.push_back(programs[i]);
+    }
+  }
+  if (!built.empty()) {
+    cache->Insert(kDeviceKey, B("pthread-cpu"));
+    for (size_t i = 0; i < built.size(); ++i) {
+      cache->Insert(built[i], B(built[i] + " binary"));
+      cache->Insert(kHashPrefix + built[i], B("0a1b2c3d4e5f60718293"));
+    }
+    cache->Insert(kPlatformKey, B("platform"));
+    if (cache->Flush() != 0) exit(101);
+  }
+  test::WriteFile(dir + "/built", B(std::to_string(built.size())));
+  exit(0);  // with the storage alive, as MACE's engine often is: atexit ends the mark
+}
+
+// Runs MaceRunThenExit in a new process (this test binary, executed afresh) and returns how many
+// programs it built, or -1 if it did not exit normally.
+int RunMaceInNewProcess(const test::TempDir &dir) {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return -1;
+  self[n] = '\0';
+  const std::string result = dir.Path("built");
+  test::WriteFile(result, B("none"));
+  const std::string filter = std::string("--gtest_filter=") + kTwentyRunsTest;
   pid_t pid = fork();
   if (pid < 0) return -1;
   if (pid == 0) {
-    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
-    if (cache->Load() != 0) _exit(100);
-    cache->Find(kPlatformKey);
-    cache->Find(kDeviceKey);
-    std::vector<std::string> built;
-    for (size_t i = 0; i < programs.size(); ++i) {
-      const std::vector<unsigned char> *hash = cache->Find(kHashPrefix + programs[i]);
-      const std::vector<unsigned char> *binary = cache->Find(programs[i]);
-      // The driver loads the binary here; a missing one is built from source.
-      if (hash == nullptr || binary == nullptr || *binary != B(programs[i] + " binary")) {
-        built.push_back(programs[i]);
-      }
-    }
-    if (!built.empty()) {
-      cache->Insert(kDeviceKey, B("pthread-cpu"));
-      for (size_t i = 0; i < built.size(); ++i) {
-        cache->Insert(built[i], B(built[i] + " binary"));
-        cache->Insert(kHashPrefix + built[i], B("0a1b2c3d4e5f60718293"));
-      }
-      cache->Insert(kPlatformKey, B("platform"));
-      if (cache->Flush() != 0) _exit(101);
-    }
-    exit(static_cast<int>(built.size()));  // a normal exit: atexit handlers run
+    setenv(kMaceRunDir, dir.path().c_str(), 1);
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, STDOUT_FILENO);
+    execl(self, self, filter.c_str(), static_cast<char *>(nullptr));
+    _exit(127);
   }
   int status = 0;
-  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
-  return WEXITSTATUS(status);
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+  const Bytes said = test::ReadFile(result);
+  const std::string text(said.begin(), said.end());
+  return text == "none" ? -1 : atoi(text.c_str());
 }
 
 TEST(DropInGuard, TwentyNormalExitsRightAfterFindLoseNothing) {
+  if (const char *dir = getenv(kMaceRunDir)) MaceRunThenExit(dir);
   test::TempDir dir;
   test::LogCapture log;
-  std::vector<std::string> programs;
-  for (int i = 0; i < 6; ++i) programs.push_back("program_" + std::to_string(i) + " -DBIAS");
-  EXPECT_EQ(static_cast<int>(programs.size()), RunMaceAndExit(dir, programs));
+  const std::vector<std::string> programs = SomePrograms();
+  EXPECT_EQ(static_cast<int>(programs.size()), RunMaceInNewProcess(dir));
   for (int run = 1; run < 20; ++run) {
-    ASSERT_EQ(0, RunMaceAndExit(dir, programs)) << "run " << run << " rebuilt programs";
+    ASSERT_EQ(0, RunMaceInNewProcess(dir)) << "run " << run << " rebuilt programs";
   }
   const std::string path = dir.Path(kCacheName);
   mace::FileStorage cache(path);
@@ -716,11 +748,13 @@ TEST(DropInFlush, TwoProcessesOnOnePathKeepEachOthersPrograms) {
   if (pid == 0) {
     mace::FileStorage b(path);
     bool ok = b.Load() == 0 && b.Insert("program_x -DX", B("x binary")) && b.Flush() == 0;
-    _exit(ok ? 0 : 1);
+    if (ok) test::WriteFile(dir.Path("child.ok"), B("1"));
+    _exit(0);
   }
   int status = 0;
   ASSERT_EQ(pid, waitpid(pid, &status, 0));
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_TRUE(test::Exists(dir.Path("child.ok")));
   EXPECT_TRUE(a.Insert("program_y -DY", B("y binary")));
   EXPECT_EQ(0, a.Flush());
   expected["program_x -DX"] = B("x binary");
@@ -732,10 +766,12 @@ TEST(DropInFlush, TwoProcessesOnOnePathKeepEachOthersPrograms) {
   if (pid == 0) {
     mace::FileStorage b(path);
     bool ok = b.Load() == 0 && b.Insert("program_z -DZ", B("z binary")) && b.Flush() == 0;
-    _exit(ok ? 0 : 1);
+    if (ok) test::WriteFile(dir.Path("child2.ok"), B("1"));
+    _exit(0);
   }
   ASSERT_EQ(pid, waitpid(pid, &status, 0));
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_TRUE(test::Exists(dir.Path("child2.ok")));
   expected["program_z -DZ"] = B("z binary");
   EXPECT_EQ(expected, StockEntries(path));
 }

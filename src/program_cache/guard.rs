@@ -340,6 +340,9 @@ impl Guard {
     /// of this guard: the driver returned from that one).
     pub fn mark(&self, key: &[u8]) -> u64 {
         let mut s = self.state.lock();
+        if s.in_flight {
+            s.stats.ended_early += 1;
+        }
         s.generation += 1;
         s.in_flight = true;
         s.stats.marks += 1;
@@ -661,12 +664,13 @@ mod tests {
         let fs = SimFs::new();
         let (g, _) = open(&fs, "w.bin");
         g.mark_for(b"first", Duration::from_secs(60));
+        g.mark_for(b"second", Duration::from_secs(60));
         assert!(g.end());
         assert!(!g.end());
         g.mark_for(b"soon", Duration::from_millis(30));
         std::thread::sleep(Duration::from_millis(300));
         let s = g.stats();
-        assert_eq!((s.marks, s.ended_early, s.ended_by_window), (2, 1, 1));
+        assert_eq!((s.marks, s.ended_early, s.ended_by_window), (3, 2, 1));
         g.simulate_death();
         let (_, r) = open(&fs, "w.bin");
         assert_eq!(r, Recovery::default());
