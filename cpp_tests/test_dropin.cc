@@ -4,6 +4,7 @@
 // its files with a stock reader of its MACE version.
 #include "mace/core/kv_storage.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -464,8 +465,14 @@ TEST(DropIn, ThreadsFindInsertFlushOnOneStorage) {
   EXPECT_EQ(expected, FoundEntries(&reloaded, expected));
 }
 
-// Runs body in a child process that then dies by SIGKILL, as an app killed by a driver crash or by
-// the system; returns once it is dead.
+// Dies by SIGKILL now, as an app killed by a driver crash or by the system, with everything it
+// holds still alive (a storage destroyed first would have ended its mark).
+void DieNow() {
+  kill(getpid(), SIGKILL);
+  _exit(3);
+}
+
+// Runs body in a child process that then dies by SIGKILL; returns once it is dead.
 template <typename F>
 void DieInChild(F body) {
   pid_t pid = fork();
@@ -493,6 +500,7 @@ TEST(DropIn, DeathRightAfterFindLosesOnlyThatProgram) {
     cache->Load();
     cache->Find(kPlatformKey);
     cache->Find(kKnownProgram);  // the driver "crashes" on it
+    DieNow();
   });
   std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
   ASSERT_EQ(0, cache->Load());
@@ -518,6 +526,7 @@ TEST(DropIn, KillLongAfterTheLastFindLosesNothing) {
     cache->Load();
     cache->Find(kKnownProgram);
     sleep(5);  // the app runs on, then is killed in the background
+    DieNow();
   });
   std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
   ASSERT_EQ(0, cache->Load());
@@ -553,6 +562,246 @@ TEST(DropIn, OsBuildChangeDropsTheProgramsAndTheSameBuildKeepsThem) {
     EXPECT_EQ(nullptr, cache->Find(kPlatformKey));
   }
   ASSERT_EQ(0, unsetenv("MACE_STORAGE_OS_BUILD_ID"));
+}
+
+const char kMaceRunDir[] = "MACE_STORAGE_TEST_MACE_RUN_DIR";
+const char kTwentyRunsTest[] = "DropInGuard.TwentyNormalExitsRightAfterFindLoseNothing";
+
+std::vector<std::string> SomePrograms() {
+  std::vector<std::string> programs;
+  for (int i = 0; i < 6; ++i) programs.push_back("program_" + std::to_string(i) + " -DBIAS");
+  return programs;
+}
+
+// MACE's sequence as a short command-line run does it, then a normal exit well within the guard's
+// window of the last Find: Load, the platform checks, Find of each program's hash and binary, and,
+// if any had to be built, the Inserts and the Flush. Writes how many programs it built to
+// dir/built.
+void MaceRunThenExit(const std::string &dir) {
+  const std::vector<std::string> programs = SomePrograms();
+  mace::FileStorageFactory factory(dir);
+  std::shared_ptr<mace::KVStorage> cache = factory.CreateStorage(kCacheName);
+  if (cache->Load() != 0) exit(100);
+  cache->Find(kPlatformKey);
+  cache->Find(kDeviceKey);
+  std::vector<std::string> built;
+  for (size_t i = 0; i < programs.size(); ++i) {
+    const std::vector<unsigned char> *hash = cache->Find(kHashPrefix + programs[i]);
+    const std::vector<unsigned char> *binary = cache->Find(programs[i]);
+    // The driver loads the binary here; a missing one is built from source.
+    if (hash == nullptr || binary == nullptr || *binary != B(programs[i] + " binary")) {
+      built.push_back(programs[i]);
+    }
+  }
+  if (!built.empty()) {
+    cache->Insert(kDeviceKey, B("pthread-cpu"));
+    for (size_t i = 0; i < built.size(); ++i) {
+      cache->Insert(built[i], B(built[i] + " binary"));
+      cache->Insert(kHashPrefix + built[i], B("0a1b2c3d4e5f60718293"));
+    }
+    cache->Insert(kPlatformKey, B("platform"));
+    if (cache->Flush() != 0) exit(101);
+  }
+  test::WriteFile(dir + "/built", B(std::to_string(built.size())));
+  exit(0);  // with the storage alive, as MACE's engine often is: atexit ends the mark
+}
+
+// Runs MaceRunThenExit in a new process (this test binary, executed afresh) and returns how many
+// programs it built, or -1 if it did not exit normally.
+int RunMaceInNewProcess(const test::TempDir &dir) {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return -1;
+  self[n] = '\0';
+  const std::string result = dir.Path("built");
+  test::WriteFile(result, B("none"));
+  const std::string filter = std::string("--gtest_filter=") + kTwentyRunsTest;
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    setenv(kMaceRunDir, dir.path().c_str(), 1);
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, STDOUT_FILENO);
+    execl(self, self, filter.c_str(), static_cast<char *>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+  const Bytes said = test::ReadFile(result);
+  const std::string text(said.begin(), said.end());
+  return text == "none" ? -1 : atoi(text.c_str());
+}
+
+TEST(DropInGuard, TwentyNormalExitsRightAfterFindLoseNothing) {
+  if (const char *dir = getenv(kMaceRunDir)) MaceRunThenExit(dir);
+  test::TempDir dir;
+  test::LogCapture log;
+  const std::vector<std::string> programs = SomePrograms();
+  EXPECT_EQ(static_cast<int>(programs.size()), RunMaceInNewProcess(dir));
+  for (int run = 1; run < 20; ++run) {
+    ASSERT_EQ(0, RunMaceInNewProcess(dir)) << "run " << run << " rebuilt programs";
+  }
+  const std::string path = dir.Path(kCacheName);
+  mace::FileStorage cache(path);
+  ASSERT_EQ(0, cache.Load());
+  for (size_t i = 0; i < programs.size(); ++i) {
+    const std::vector<unsigned char> *v = cache.Find(programs[i]);
+    ASSERT_NE(nullptr, v) << programs[i];
+    EXPECT_EQ(B(programs[i] + " binary"), *v);
+  }
+  MaceStorageGuardStats stats = MaceStorageGuardStats();
+  ASSERT_EQ(MACE_STORAGE_OK, mace_storage_guard_stats(path.c_str(), &stats));
+  EXPECT_EQ(0u, stats.dead_marks);
+  EXPECT_EQ(0u, stats.evictions);
+  EXPECT_EQ(0, log.Count(MACE_STORAGE_LOG_WARNING, "died")) << log.All();
+}
+
+TEST(DropInGuard, TheNextCallEndsTheMark) {
+  test::TempDir dir;
+  PutGolden(dir);
+  DieInChild([&] {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    cache->Load();
+    cache->Find(kKnownProgram);
+    cache->Find(kPlatformKey);  // the driver returned from the binary: MACE asks for more
+    DieNow();
+  });
+  std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+  ASSERT_EQ(0, cache->Load());
+  EXPECT_NE(nullptr, cache->Find(kKnownProgram));
+}
+
+TEST(DropInGuard, DestroyingTheStorageEndsTheMark) {
+  test::TempDir dir;
+  PutGolden(dir);
+  DieInChild([&] {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    cache->Load();
+    cache->Find(kKnownProgram);
+    cache.reset();  // MACE releases its storage once its programs are built
+  });
+  std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+  ASSERT_EQ(0, cache->Load());
+  EXPECT_NE(nullptr, cache->Find(kKnownProgram));
+}
+
+TEST(DropInGuard, AnEvictionIsLoggedOnceWithItsKey) {
+  test::TempDir dir;
+  PutGolden(dir);
+  DieInChild([&] {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    cache->Load();
+    cache->Find(kKnownProgram);
+    DieNow();
+  });
+  test::LogCapture log;
+  mace::FileStorage first(dir.Path(kCacheName));
+  ASSERT_EQ(0, first.Load());
+  mace::FileStorage second(dir.Path(kCacheName));
+  ASSERT_EQ(0, second.Load());
+  EXPECT_EQ(nullptr, first.Find(kKnownProgram));
+  EXPECT_EQ(1, log.Count(MACE_STORAGE_LOG_WARNING, kKnownProgram)) << log.All();
+  MaceStorageGuardStats stats = MaceStorageGuardStats();
+  ASSERT_EQ(MACE_STORAGE_OK, mace_storage_guard_stats(dir.Path(kCacheName).c_str(), &stats));
+  EXPECT_EQ(1u, stats.dead_marks);
+  EXPECT_EQ(1u, stats.evictions);
+}
+
+// Item: a flush writes what its storage changed, never deletes what another one committed.
+TEST(DropInFlush, TwoStoragesOnOnePathKeepEachOthersPrograms) {
+  test::TempDir dir;
+  PutGolden(dir);
+  const std::string path = dir.Path(kCacheName);
+  Entries expected = GoldenEntries();
+  mace::FileStorage a(path), b(path);
+  ASSERT_EQ(0, a.Load());
+  ASSERT_EQ(0, b.Load());
+  EXPECT_TRUE(b.Insert("program_x -DX", B("x binary")));
+  EXPECT_EQ(0, b.Flush());
+  EXPECT_TRUE(a.Insert("program_y -DY", B("y binary")));
+  EXPECT_EQ(0, a.Flush());
+  expected["program_x -DX"] = B("x binary");
+  expected["program_y -DY"] = B("y binary");
+  EXPECT_EQ(expected, StockEntries(path));
+  // And again the other way round, with a value b replaces.
+  EXPECT_TRUE(b.Insert("program_x -DX", B("x binary 2")));
+  EXPECT_TRUE(b.Insert("program_z -DZ", B("z binary")));
+  EXPECT_EQ(0, b.Flush());
+  EXPECT_TRUE(a.Insert(kDeviceKey, B("another device")));
+  EXPECT_EQ(0, a.Flush());
+  expected["program_x -DX"] = B("x binary 2");
+  expected["program_z -DZ"] = B("z binary");
+  expected[kDeviceKey] = B("another device");
+  EXPECT_EQ(expected, StockEntries(path));
+}
+
+TEST(DropInFlush, TwoProcessesOnOnePathKeepEachOthersPrograms) {
+  test::TempDir dir;
+  PutGolden(dir);
+  const std::string path = dir.Path(kCacheName);
+  Entries expected = GoldenEntries();
+  mace::FileStorage a(path);
+  ASSERT_EQ(0, a.Load());
+  // Another process loads after a, commits its program, and exits.
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    mace::FileStorage b(path);
+    bool ok = b.Load() == 0 && b.Insert("program_x -DX", B("x binary")) && b.Flush() == 0;
+    if (ok) test::WriteFile(dir.Path("child.ok"), B("1"));
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_TRUE(test::Exists(dir.Path("child.ok")));
+  EXPECT_TRUE(a.Insert("program_y -DY", B("y binary")));
+  EXPECT_EQ(0, a.Flush());
+  expected["program_x -DX"] = B("x binary");
+  expected["program_y -DY"] = B("y binary");
+  EXPECT_EQ(expected, StockEntries(path));
+  // The other process flushes again after a's flush: a's program stays.
+  pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    mace::FileStorage b(path);
+    bool ok = b.Load() == 0 && b.Insert("program_z -DZ", B("z binary")) && b.Flush() == 0;
+    if (ok) test::WriteFile(dir.Path("child2.ok"), B("1"));
+    _exit(0);
+  }
+  ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_TRUE(test::Exists(dir.Path("child2.ok")));
+  expected["program_z -DZ"] = B("z binary");
+  EXPECT_EQ(expected, StockEntries(path));
+}
+
+TEST(DropInFlush, ClearThenFlushLeavesOnlyWhatFollowedTheClear) {
+  test::TempDir dir;
+  PutGolden(dir);
+  const std::string path = dir.Path(kCacheName);
+  mace::FileStorage a(path), b(path);
+  ASSERT_EQ(0, a.Load());
+  ASSERT_EQ(0, b.Load());
+  EXPECT_TRUE(b.Insert("program_x -DX", B("x binary")));
+  EXPECT_EQ(0, b.Flush());
+  // a's platform changed: MACE clears and rebuilds.
+  EXPECT_TRUE(a.Clear());
+  EXPECT_TRUE(a.Insert(kPlatformKey, B("new platform")));
+  EXPECT_TRUE(a.Insert(kNewProgram, B("fresh binary")));
+  EXPECT_EQ(0, a.Flush());
+  Entries expected;
+  expected[kPlatformKey] = B("new platform");
+  expected[kNewProgram] = B("fresh binary");
+  EXPECT_EQ(expected, StockEntries(path));
+  // After that flush, a's next flush is an ordinary one again: it keeps what others add.
+  EXPECT_TRUE(b.Insert("program_z -DZ", B("z binary")));
+  EXPECT_EQ(0, b.Flush());
+  EXPECT_TRUE(a.Insert("program_w -DW", B("w binary")));
+  EXPECT_EQ(0, a.Flush());
+  expected["program_z -DZ"] = B("z binary");
+  expected["program_w -DW"] = B("w binary");
+  EXPECT_EQ(expected, StockEntries(path));
 }
 
 }  // namespace

@@ -203,6 +203,49 @@ typedef struct MaceProgramCacheStats {
 } MaceProgramCacheStats;
 
 /*
+ What a crash-loop guard did, for `mace_storage_guard_stats` and `mace_program_cache_guard_stats`.
+ */
+typedef struct MaceStorageGuardStats {
+  /*
+   Marks found from processes that died with a binary in the driver (each consumed once).
+   */
+  uint64_t dead_marks;
+  /*
+   Entries evicted because such a mark named them.
+   */
+  uint64_t evictions;
+  /*
+   Marks found from processes still running, left alone (crashes not imagined).
+   */
+  uint64_t live_marks;
+  /*
+   Binaries this process marked in flight.
+   */
+  uint64_t marks;
+  /*
+   Marks ended because the driver evidently returned (the next call, a close, a normal exit).
+   */
+  uint64_t ended_early;
+  /*
+   Marks ended only because their window passed.
+   */
+  uint64_t ended_by_window;
+  /*
+   Consecutive starts that found a crash, as this process last knew it.
+   */
+  uint32_t unclean_starts;
+  /*
+   How this process's marker shows it alive: 0 no marker yet, 1 the kernel's lock on it,
+   2 process id plus start time (no lock on this filesystem).
+   */
+  int32_t liveness;
+  /*
+   Zero. Room for counters to come without changing the struct's size.
+   */
+  uint64_t reserved[4];
+} MaceStorageGuardStats;
+
+/*
  How to open a store. A zeroed struct (or a NULL pointer) means the defaults.
  */
 typedef struct MaceStorageOptions {
@@ -216,9 +259,10 @@ typedef struct MaceStorageOptions {
   int32_t read_only;
   /*
    Non-zero: the crash-loop guard, for callers that hand cached binaries to a driver right after
-   reading them (the MACE drop-in). Opening evicts the entry a previous process died with while
-   it was marked by `mace_storage_guard_mark` (a mark lasts this many milliseconds), and sets the
-   file aside after 3 such deaths in a row.
+   reading them (the MACE drop-in). Opening evicts each entry a process that no longer runs died
+   with while it was marked by `mace_storage_guard_mark` (a mark ends at the process's next
+   guard call, at its normal exit, or after this many milliseconds at most), and sets the file
+   aside after 3 starts in a row that found such a death.
    */
   uint32_t crash_guard_ms;
   /*
@@ -468,6 +512,16 @@ enum MaceStorageStatus mace_program_cache_stats(const struct MaceProgramCache *c
                                                 struct MaceProgramCacheStats *out);
 
 /*
+ Fills `*out` with what the cache's crash-loop guard did: marks of dead processes found at open,
+ evictions, marks of running processes left alone, and this process's marks.
+
+ # Safety
+ `c` is NULL or an open handle; `out` is NULL or writable.
+ */
+enum MaceStorageStatus mace_program_cache_guard_stats(const struct MaceProgramCache *c,
+                                                      struct MaceStorageGuardStats *out);
+
+/*
  Sets the cache file at `path` aside (as `<path>.crashloop`) so the next start rebuilds every
  program locally: for apps whose execution failed after loading cached binaries. A missing file
  is not an error.
@@ -625,9 +679,10 @@ enum MaceStorageStatus mace_storage_for_each(const struct MaceStorage *s,
                                              void *user_data);
 
 /*
- Marks the entry `key` of the cache at `path` as being handed to the driver now, for the
- `crash_guard_ms` the cache was opened with: if the process dies within that time, the next open
- with the guard evicts the entry. Costs one small write, no fsync. `MACE_STORAGE_NOT_FOUND` if no
+ Marks the entry `key` of the cache at `path` as being handed to the driver now: if the process
+ dies before its next `mace_storage_guard_mark` or `mace_storage_guard_end` on this cache, before
+ it exits normally, and within the `crash_guard_ms` the cache was opened with, the next open with
+ the guard evicts the entry. Costs one small write, no fsync. `MACE_STORAGE_NOT_FOUND` if no
  guarded open of `path` happened in this process.
 
  # Safety
@@ -636,6 +691,26 @@ enum MaceStorageStatus mace_storage_for_each(const struct MaceStorage *s,
 enum MaceStorageStatus mace_storage_guard_mark(const char *path,
                                                const uint8_t *key,
                                                size_t key_len);
+
+/*
+ Ends this process's mark on the cache at `path`, if one stands: the driver returned (the caller
+ got control back). No I/O when nothing is marked. `MACE_STORAGE_NOT_FOUND` if no guarded open of
+ `path` happened in this process.
+
+ # Safety
+ `path` is NULL or NUL-terminated.
+ */
+enum MaceStorageStatus mace_storage_guard_end(const char *path);
+
+/*
+ Fills `*out` with what this process's guard of the cache at `path` did (the guarded opens of it,
+ the marks). `MACE_STORAGE_NOT_FOUND` if no guarded open of `path` happened in this process.
+
+ # Safety
+ `path` is NULL or NUL-terminated; `out` is NULL or writable.
+ */
+enum MaceStorageStatus mace_storage_guard_stats(const char *path,
+                                                struct MaceStorageGuardStats *out);
 
 #ifdef __cplusplus
 }  // extern "C"

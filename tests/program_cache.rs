@@ -4,6 +4,10 @@
 mod common;
 
 use mace_storage::ffi::opencl::{Context, Device, OpenCl, DEFAULT_LIBRARIES};
+use mace_storage::ffi::{
+    mace_program_cache_close, mace_program_cache_guard_stats, mace_program_cache_open,
+    mace_program_cache_stats, MaceProgramCacheStats, MaceStorageGuardStats, MaceStorageStatus,
+};
 use mace_storage::program_cache::{CacheOptions, ProgramCache};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -178,8 +182,12 @@ fn a_binary_that_crashes_the_driver_is_evicted_by_the_next_start() {
         !status.success(),
         "the driver was expected to crash on the truncated binary"
     );
+    // Through the C API: the guard found the dead process's mark and evicted its binary.
+    let (stats, guard) = c_api_stats(&path);
+    assert_eq!(stats.crash_loop_evictions, 1);
+    assert_eq!((guard.dead_marks, guard.evictions), (1, 1), "{guard:?}");
     let pc = open(&path, "");
-    assert_eq!(pc.stats().crash_loop_evictions, 1);
+    assert_eq!(pc.guard().stats().dead_marks, 0, "consumed once");
     build(&pc);
     let s = pc.stats();
     assert_eq!((s.hits, s.misses), (0, 1));
@@ -187,4 +195,28 @@ fn a_binary_that_crashes_the_driver_is_evicted_by_the_next_start() {
     let pc = open(&path, "");
     build(&pc);
     assert_eq!(pc.stats().hits, 1);
+}
+
+/// Opens `path` through the C API and returns its stats and its guard's.
+fn c_api_stats(path: &Path) -> (MaceProgramCacheStats, MaceStorageGuardStats) {
+    let p = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let mut c = std::ptr::null_mut();
+    // SAFETY: a valid path, default options and an out pointer.
+    let st = unsafe { mace_program_cache_open(p.as_ptr(), std::ptr::null(), &mut c) };
+    assert_eq!(st, MaceStorageStatus::MACE_STORAGE_OK);
+    let mut stats = MaceProgramCacheStats::default();
+    let mut guard = MaceStorageGuardStats::default();
+    // SAFETY: an open cache and valid out pointers; closed once.
+    unsafe {
+        assert_eq!(
+            mace_program_cache_stats(c, &mut stats),
+            MaceStorageStatus::MACE_STORAGE_OK
+        );
+        assert_eq!(
+            mace_program_cache_guard_stats(c, &mut guard),
+            MaceStorageStatus::MACE_STORAGE_OK
+        );
+        mace_program_cache_close(c);
+    }
+    (stats, guard)
 }

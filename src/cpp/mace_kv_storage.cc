@@ -8,14 +8,22 @@
 // Find hands out pointers into), and closes it.
 //
 // Crash-loop guard: MACE hands a binary to the driver right after Find returns it, and a driver can
-// crash on one. Find marks the program key in flight (one small write, no fsync) for a short window;
-// if the app dies within it, the next Load evicts that entry, and three such deaths in a row set the
-// file aside. A kill after the window evicts nothing. Load also drops the cache after an OS update
+// crash on one. Find marks the program key in flight in this process's own marker (one small
+// write, no fsync); the mark ends when the driver evidently returned: the process's next Find,
+// Insert or Flush on that cache, the storage's destruction (for storages the factory made), or a
+// normal exit. If the process dies with a mark standing, the next Load evicts that entry, and three
+// such starts in a row set the file aside. A mark also ends after a window (the last resort, for a
+// process killed long after its final Find). Load also drops the cache after an OS update
 // (Android's ro.build.fingerprint, or MACE_STORAGE_OS_BUILD_ID elsewhere).
+//
+// Flush writes only what this storage changed since its Load (or its last successful Flush):
+// keys another process, or another FileStorage on the same path, committed meanwhile are kept.
+// After Clear() the file holds only what was inserted since. MACE's header fixes FileStorage's
+// members, so what changed is kept beside it, by object address, reset by the constructor.
 //
 // Macros: MACE_STORAGE_MACE_1_0 writes the format MACE v0.12-v1.0 reads (default: MACE v1.1's);
 // MACE_STORAGE_STRICT_FLUSH makes a failed flush return -1 (MACE then aborts) instead of 0;
-// MACE_STORAGE_GUARD_WINDOW_MS sets the guard's window (default 2000 ms).
+// MACE_STORAGE_GUARD_WINDOW_MS sets the guard's last-resort window (default 2000 ms).
 
 #include "mace/core/kv_storage.h"
 
@@ -24,6 +32,8 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -80,23 +90,61 @@ void CopyEntries(const mace_storage::Storage &s, Entries *data) {
   });
 }
 
-// Makes s hold exactly data. Putting an unchanged value is no change to the store, so a flush
-// that only adds programs stays a cheap append.
-MaceStorageStatus MakeEqual(mace_storage::Storage *s, const Entries &data) {
-  std::vector<std::string> stale;
-  MaceStorageStatus status = s->ForEach([&](const std::string &key, const uint8_t *, size_t) {
-    if (data.find(key) == data.end()) stale.push_back(key);
-    return true;
-  });
-  for (size_t i = 0; status == MACE_STORAGE_OK && i < stale.size(); ++i) {
-    status = s->Remove(stale[i]);
+// What one FileStorage changed since its Load or last successful Flush.
+struct Changes {
+  Changes() : cleared(false) {}
+  bool cleared;                // Clear() was called: the file keeps only what is inserted since
+  std::set<std::string> keys;  // keys inserted with a new value
+};
+
+// The Changes of every FileStorage with some, by address. Never destroyed: MACE may flush from a
+// static destructor, after this file's statics would be gone.
+std::mutex &ChangesMutex() {
+  static std::mutex *mutex = new std::mutex;
+  return *mutex;
+}
+std::map<const void *, Changes> &AllChanges() {
+  static std::map<const void *, Changes> *all = new std::map<const void *, Changes>;
+  return *all;
+}
+
+void ForgetChanges(const void *storage) {
+  std::lock_guard<std::mutex> lock(ChangesMutex());
+  AllChanges().erase(storage);
+}
+
+// Applies this storage's changes to s: after a Clear, s holds exactly data; otherwise the changed
+// keys are put (putting an unchanged value is no change, so such a flush stays a cheap append)
+// and everything else in the file, whoever committed it, stays.
+MaceStorageStatus ApplyChanges(mace_storage::Storage *s, const Changes &changes,
+                               const Entries &data) {
+  MaceStorageStatus status = MACE_STORAGE_OK;
+  if (changes.cleared) {
+    status = s->Clear();
+    for (Entries::const_iterator it = data.begin(); status == MACE_STORAGE_OK && it != data.end();
+         ++it) {
+      status = s->Put(it->first, it->second);
+    }
+    return status;
   }
-  for (Entries::const_iterator it = data.begin(); status == MACE_STORAGE_OK && it != data.end();
-       ++it) {
-    status = s->Put(it->first, it->second);
+  for (std::set<std::string>::const_iterator k = changes.keys.begin();
+       status == MACE_STORAGE_OK && k != changes.keys.end(); ++k) {
+    Entries::const_iterator it = data.find(*k);
+    if (it != data.end()) status = s->Put(it->first, it->second);
   }
   return status;
 }
+
+// Deletes a storage the factory made, first ending its process's guard mark: MACE only destroys
+// it once its programs are built.
+struct EndMarkAndDelete {
+  std::string path;
+  void operator()(mace::KVStorage *storage) const {
+    mace_storage_guard_end(path.c_str());
+    ForgetChanges(storage);
+    delete storage;
+  }
+};
 
 }  // namespace
 
@@ -110,7 +158,9 @@ class FileStorageFactory::Impl {
   explicit Impl(const std::string &path) : path_(path) {}
 
   std::shared_ptr<KVStorage> CreateStorage(const std::string &name) {
-    return std::shared_ptr<KVStorage>(new FileStorage(path_ + "/" + name));
+    EndMarkAndDelete deleter;
+    deleter.path = path_ + "/" + name;
+    return std::shared_ptr<KVStorage>(new FileStorage(deleter.path), deleter);
   }
 
  private:
@@ -126,7 +176,10 @@ std::shared_ptr<KVStorage> FileStorageFactory::CreateStorage(const std::string &
 }
 
 FileStorage::FileStorage(const std::string &file_path)
-    : loaded_(false), data_changed_(false), file_path_(file_path) {}
+    : loaded_(false), data_changed_(false), file_path_(file_path) {
+  // A storage freed by MACE's own destructor may have left changes under this address.
+  ForgetChanges(this);
+}
 
 int FileStorage::Load() {
   utils::WriteLock lock(&data_mutex_);
@@ -149,45 +202,63 @@ int FileStorage::Load() {
 
 bool FileStorage::Clear() {
   utils::WriteLock lock(&data_mutex_);
+  mace_storage_guard_end(file_path_.c_str());
   data_.clear();
   data_changed_ = true;
+  std::lock_guard<std::mutex> changes_lock(ChangesMutex());
+  Changes &changes = AllChanges()[this];
+  changes.cleared = true;
+  changes.keys.clear();
   return true;
 }
 
 bool FileStorage::Insert(const std::string &key, const std::vector<unsigned char> &value) {
   utils::WriteLock lock(&data_mutex_);
+  // The driver returned from the binary Find gave last: MACE inserts after building.
+  mace_storage_guard_end(file_path_.c_str());
   // MACE re-inserts the same device and platform values on every run: no change, no flush.
   Entries::iterator it = data_.find(key);
   if (it != data_.end() && it->second == value) return true;
   data_[key] = value;
   data_changed_ = true;
+  std::lock_guard<std::mutex> changes_lock(ChangesMutex());
+  AllChanges()[this].keys.insert(key);
   return true;
 }
 
 const std::vector<unsigned char> *FileStorage::Find(const std::string &key) {
   utils::ReadLock lock(&data_mutex_);
   Entries::const_iterator it = data_.find(key);
-  if (it == data_.end()) return nullptr;
-  if (IsProgramBinary(key)) {
+  // MACE builds one program at a time: a new Find means the driver returned from the last one.
+  if (it != data_.end() && IsProgramBinary(key)) {
     mace_storage_guard_mark(file_path_.c_str(), reinterpret_cast<const uint8_t *>(key.data()),
                             key.size());
+  } else {
+    mace_storage_guard_end(file_path_.c_str());
   }
-  return &it->second;
+  return it == data_.end() ? nullptr : &it->second;
 }
 
 int FileStorage::Flush() {
   // Exclusive: the flush reads data_ and clears data_changed_, and two flushes must not interleave.
   utils::WriteLock lock(&data_mutex_);
+  mace_storage_guard_end(file_path_.c_str());
   if (!data_changed_) return 0;
+  Changes changes;
+  {
+    std::lock_guard<std::mutex> changes_lock(ChangesMutex());
+    changes = AllChanges()[this];
+  }
   MaceStorageOptions options = MaceStorageOptions();
   options.format = kWriteFormat;
   options.quiet = 1;  // Load already reported what the file held.
   mace_storage::Storage s;
   MaceStorageStatus status = mace_storage::Storage::Open(file_path_, &options, &s);
-  if (status == MACE_STORAGE_OK) status = MakeEqual(&s, data_);
+  if (status == MACE_STORAGE_OK) status = ApplyChanges(&s, changes, data_);
   if (status == MACE_STORAGE_OK) status = s.Flush();
   if (status == MACE_STORAGE_OK) {
     data_changed_ = false;
+    ForgetChanges(this);
     return 0;
   }
   // MACE aborts the app when Flush returns -1 (a missing directory, no permission, a full disk):

@@ -344,6 +344,26 @@ pub unsafe extern "C" fn mace_program_cache_stats(
     })
 }
 
+/// Fills `*out` with what the cache's crash-loop guard did: marks of dead processes found at open,
+/// evictions, marks of running processes left alone, and this process's marks.
+///
+/// # Safety
+/// `c` is NULL or an open handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mace_program_cache_guard_stats(
+    c: *const MaceProgramCache,
+    out: *mut super::MaceStorageGuardStats,
+) -> MaceStorageStatus {
+    with_cache(c, |pc, h| {
+        if out.is_null() {
+            return invalid(h, "out is NULL");
+        }
+        // SAFETY: writable per the contract.
+        unsafe { *out = pc.guard().stats().into() };
+        MACE_STORAGE_OK
+    })
+}
+
 /// Sets the cache file at `path` aside (as `<path>.crashloop`) so the next start rebuilds every
 /// program locally: for apps whose execution failed after loading cached binaries. A missing file
 /// is not an error.

@@ -69,9 +69,10 @@ pub struct MaceStorageOptions {
     /// Non-zero: never write (flush fails with `MACE_STORAGE_READ_ONLY`; nothing is moved aside).
     pub read_only: i32,
     /// Non-zero: the crash-loop guard, for callers that hand cached binaries to a driver right after
-    /// reading them (the MACE drop-in). Opening evicts the entry a previous process died with while
-    /// it was marked by `mace_storage_guard_mark` (a mark lasts this many milliseconds), and sets the
-    /// file aside after 3 such deaths in a row.
+    /// reading them (the MACE drop-in). Opening evicts each entry a process that no longer runs died
+    /// with while it was marked by `mace_storage_guard_mark` (a mark ends at the process's next
+    /// guard call, at its normal exit, or after this many milliseconds at most), and sets the file
+    /// aside after 3 starts in a row that found such a death.
     pub crash_guard_ms: u32,
     /// Non-zero: record the OS build (Android `ro.build.fingerprint`, or the environment variable
     /// `MACE_STORAGE_OS_BUILD_ID`, which overrides it) and drop every entry when it changed.
@@ -682,22 +683,75 @@ pub unsafe extern "C" fn mace_storage_for_each(
 }
 
 /// Guards opened with `crash_guard_ms`, by path, for the life of the process (the drop-in closes its
-/// store after each call but marks binaries between calls).
+/// store after each call but marks binaries between calls), with the process that opened them.
 static GUARDS: Mutex<Option<GuardRegistry>> = Mutex::new(None);
 
 /// Each guarded cache's guard and mark window in milliseconds, by path.
-type GuardRegistry = HashMap<PathBuf, (Arc<Guard>, u32)>;
+type GuardRegistry = HashMap<PathBuf, (Arc<Guard>, u32, u32)>;
 
+/// Keeps one guard per cache and process: a later open of the same cache adds what its scan found
+/// to the registered guard, so marks of this process stay in one marker.
 fn register_guard(path: &Path, guard: Arc<Guard>, ms: u32) {
-    GUARDS
-        .lock()
-        .get_or_insert_with(HashMap::new)
-        .insert(path.to_path_buf(), (guard, ms));
+    let pid = std::process::id();
+    let mut guards = GUARDS.lock();
+    let map = guards.get_or_insert_with(HashMap::new);
+    match map.get_mut(path) {
+        Some((g, window, owner)) if *owner == pid => {
+            g.adopt(&guard);
+            *window = ms;
+        }
+        _ => {
+            map.insert(path.to_path_buf(), (guard, ms, pid));
+        }
+    }
+    drop(guards);
+    at_exit_end_marks();
 }
 
-/// Marks the entry `key` of the cache at `path` as being handed to the driver now, for the
-/// `crash_guard_ms` the cache was opened with: if the process dies within that time, the next open
-/// with the guard evicts the entry. Costs one small write, no fsync. `MACE_STORAGE_NOT_FOUND` if no
+/// Registers, once per process image, the `atexit` handler that ends this process's marks: a
+/// normal exit right after the driver got a binary is no crash.
+fn at_exit_end_marks() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    extern "C" fn end_all() {
+        let _ = std::panic::catch_unwind(|| {
+            let pid = std::process::id();
+            let guards: Vec<Arc<Guard>> = GUARDS
+                .lock()
+                .as_ref()
+                .map(|m| {
+                    m.values()
+                        .filter(|e| e.2 == pid)
+                        .map(|e| Arc::clone(&e.0))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for g in guards {
+                g.close();
+            }
+        });
+    }
+    // Inherited by forked children with the handler itself; `end_all` only closes its own guards.
+    if !REGISTERED.swap(true, Ordering::SeqCst) {
+        // SAFETY: `end_all` is a valid `extern "C" fn()` that never unwinds.
+        unsafe { libc::atexit(end_all) };
+    }
+}
+
+/// This process's guard of the cache at `path`, if a guarded open of it happened here.
+fn registered(path: &Path) -> Option<(Arc<Guard>, u32)> {
+    let pid = std::process::id();
+    GUARDS.lock().as_ref().and_then(|m| {
+        m.get(path)
+            .filter(|e| e.2 == pid)
+            .map(|e| (Arc::clone(&e.0), e.1))
+    })
+}
+
+/// Marks the entry `key` of the cache at `path` as being handed to the driver now: if the process
+/// dies before its next `mace_storage_guard_mark` or `mace_storage_guard_end` on this cache, before
+/// it exits normally, and within the `crash_guard_ms` the cache was opened with, the next open with
+/// the guard evicts the entry. Costs one small write, no fsync. `MACE_STORAGE_NOT_FOUND` if no
 /// guarded open of `path` happened in this process.
 ///
 /// # Safety
@@ -713,10 +767,106 @@ pub unsafe extern "C" fn mace_storage_guard_mark(
         let (Some(p), Some(k)) = (unsafe { c_path(path) }, unsafe { bytes(key, key_len) }) else {
             return invalid(0, "path is NULL, or key is NULL with a non-zero length");
         };
-        let found = GUARDS.lock().as_ref().and_then(|m| m.get(&p).cloned());
-        match found {
+        match registered(&p) {
             Some((g, ms)) => {
                 g.mark_for(k, Duration::from_millis(u64::from(ms)));
+                MACE_STORAGE_OK
+            }
+            None => MACE_STORAGE_NOT_FOUND,
+        }
+    })
+}
+
+/// Ends this process's mark on the cache at `path`, if one stands: the driver returned (the caller
+/// got control back). No I/O when nothing is marked. `MACE_STORAGE_NOT_FOUND` if no guarded open of
+/// `path` happened in this process.
+///
+/// # Safety
+/// `path` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_guard_end(path: *const c_char) -> MaceStorageStatus {
+    guard(0, || {
+        // SAFETY: per the contract.
+        let Some(p) = (unsafe { c_path(path) }) else {
+            return invalid(0, "path is NULL");
+        };
+        match registered(&p) {
+            Some((g, _)) => {
+                g.end();
+                MACE_STORAGE_OK
+            }
+            None => MACE_STORAGE_NOT_FOUND,
+        }
+    })
+}
+
+/// What a crash-loop guard did, for `mace_storage_guard_stats` and `mace_program_cache_guard_stats`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaceStorageGuardStats {
+    /// Marks found from processes that died with a binary in the driver (each consumed once).
+    pub dead_marks: u64,
+    /// Entries evicted because such a mark named them.
+    pub evictions: u64,
+    /// Marks found from processes still running, left alone (crashes not imagined).
+    pub live_marks: u64,
+    /// Binaries this process marked in flight.
+    pub marks: u64,
+    /// Marks ended because the driver evidently returned (the next call, a close, a normal exit).
+    pub ended_early: u64,
+    /// Marks ended only because their window passed.
+    pub ended_by_window: u64,
+    /// Consecutive starts that found a crash, as this process last knew it.
+    pub unclean_starts: u32,
+    /// How this process's marker shows it alive: 0 no marker yet, 1 the kernel's lock on it,
+    /// 2 process id plus start time (no lock on this filesystem).
+    pub liveness: i32,
+    /// Zero. Room for counters to come without changing the struct's size.
+    pub reserved: [u64; 4],
+}
+
+impl From<program_cache::GuardStats> for MaceStorageGuardStats {
+    fn from(s: program_cache::GuardStats) -> Self {
+        MaceStorageGuardStats {
+            dead_marks: s.dead_marks,
+            evictions: s.evictions,
+            live_marks: s.live_marks,
+            marks: s.marks,
+            ended_early: s.ended_early,
+            ended_by_window: s.ended_by_window,
+            unclean_starts: s.unclean_starts,
+            liveness: match s.liveness {
+                program_cache::Liveness::None => 0,
+                program_cache::Liveness::Lock => 1,
+                program_cache::Liveness::StartTime => 2,
+            },
+            reserved: [0; 4],
+        }
+    }
+}
+
+/// Fills `*out` with what this process's guard of the cache at `path` did (the guarded opens of it,
+/// the marks). `MACE_STORAGE_NOT_FOUND` if no guarded open of `path` happened in this process.
+///
+/// # Safety
+/// `path` is NULL or NUL-terminated; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_guard_stats(
+    path: *const c_char,
+    out: *mut MaceStorageGuardStats,
+) -> MaceStorageStatus {
+    guard(0, || {
+        // SAFETY: per the contract.
+        let Some(p) = (unsafe { c_path(path) }) else {
+            return invalid(0, "path is NULL");
+        };
+        if out.is_null() {
+            return invalid(0, "out is NULL");
+        }
+        match registered(&p) {
+            Some((g, _)) => {
+                // SAFETY: `out` is non-NULL and writable per the contract.
+                unsafe { *out = g.stats().into() };
                 MACE_STORAGE_OK
             }
             None => MACE_STORAGE_NOT_FOUND,

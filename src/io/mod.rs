@@ -128,6 +128,14 @@ pub trait Fs: Send + Sync {
         path: &Path,
         wait: Option<Duration>,
     ) -> io::Result<Option<(ProcessLock, FileMeta)>>;
+    /// Takes the lock of the existing file `path` without waiting: `Ok(None)` if another handle
+    /// (of any process, this one included) holds it; a `NotFound` error if the file is absent.
+    /// The default cannot lock: it returns a lock of kind [`LockKind::Unavailable`].
+    fn try_lock(&self, path: &Path) -> io::Result<Option<ProcessLock>> {
+        self.metadata(path)?
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(Some(ProcessLock::new(LockKind::Unavailable, None)))
+    }
     /// The entries of directory `dir` (full paths), in no particular order.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// `path` with every symbolic link at its last component followed (a dangling link resolves to

@@ -289,6 +289,16 @@ impl Fs for PosixFs {
         Err(io::Error::other("the cache file keeps being replaced"))
     }
 
+    fn try_lock(&self, path: &Path) -> io::Result<Option<ProcessLock>> {
+        // Read-write without O_CREAT: a file that vanished is not recreated by its observer.
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(match try_lock_file(&f)? {
+            None => None,
+            Some(LockKind::Unavailable) => Some(ProcessLock::new(LockKind::Unavailable, None)),
+            Some(kind) => Some(ProcessLock::new(kind, Some(Box::new(f)))),
+        })
+    }
+
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
         std::fs::read_dir(dir)?
             .map(|e| e.map(|e| e.path()))
@@ -496,6 +506,27 @@ fn flock_wait(f: &File, deadline: Option<Instant>) -> io::Result<LockKind> {
     }
 }
 
+/// Takes `f`'s `flock` without waiting (the same lock [`PosixFs::lock`] waits for, so a marker one
+/// process locked that way is seen as held by every other open file description): `None` if
+/// another one holds it, [`LockKind::Unavailable`] where the filesystem has no `flock`.
+fn try_lock_file(f: &File) -> io::Result<Option<LockKind>> {
+    let fd = f.as_raw_fd();
+    // SAFETY: `fd` is an open descriptor owned by `f`.
+    match retry_eintr(|| unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) }) {
+        Ok(()) => Ok(Some(LockKind::Flock)),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)
+            ) =>
+        {
+            Ok(Some(LockKind::Unavailable))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,6 +581,25 @@ mod tests {
         drop(held);
         rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
         t.join().unwrap();
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn try_lock_tells_a_held_lock_and_never_creates() {
+        let d = tmpdir("trylock");
+        let lp = d.join("marker");
+        let fs = PosixFs;
+        assert_eq!(
+            fs.try_lock(&lp).err().map(|e| e.kind()),
+            Some(io::ErrorKind::NotFound)
+        );
+        assert!(!lp.exists());
+        let held = fs.lock(&lp, None).unwrap();
+        assert!(fs.try_lock(&lp).unwrap().is_none());
+        drop(held);
+        let got = fs.try_lock(&lp).unwrap().unwrap();
+        assert_eq!(got.kind(), LockKind::Flock);
+        assert_eq!(fs.list_dir(&d).unwrap(), vec![lp.clone()]);
         std::fs::remove_dir_all(d).unwrap();
     }
 }

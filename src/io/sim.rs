@@ -781,6 +781,22 @@ impl Fs for SimFs {
         }
     }
 
+    fn try_lock(&self, path: &Path) -> io::Result<Option<ProcessLock>> {
+        let path = norm(path);
+        self.call(format!("try_lock {}", path.display()), |st| {
+            st.lookup(&path).map(|_| ())
+        })?;
+        let mut held = self.shared.locks.lock();
+        if !held.insert(path.clone()) {
+            return Ok(None);
+        }
+        let guard = LockGuard {
+            shared: Arc::clone(&self.shared),
+            path,
+        };
+        Ok(Some(ProcessLock::new(LockKind::Ofd, Some(Box::new(guard)))))
+    }
+
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
         let dir = norm(dir);
         self.call(format!("list_dir {:?}", dir.display().to_string()), |st| {

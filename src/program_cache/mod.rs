@@ -7,7 +7,7 @@ pub mod fingerprint;
 pub mod guard;
 
 pub use fingerprint::{source_hash, Fingerprint, ReusePolicy};
-pub use guard::{Guard, Recovery};
+pub use guard::{Guard, GuardStats, Liveness, Recovery};
 
 use crate::ffi::opencl::{ClError, Context, Device, OpenCl, Program, DEFAULT_LIBRARIES};
 use crate::format::PLATFORM_INFO_KEY;
@@ -146,7 +146,7 @@ impl ProgramCache {
         )?;
         let counters = Counters::default();
         bump(&counters.cache_set_aside, u64::from(g.set_aside.is_some()));
-        bump(&counters.crash_loop_evictions, u64::from(g.evicted));
+        bump(&counters.crash_loop_evictions, g.evicted);
         Ok(ProgramCache {
             store: g.store,
             opts,
@@ -373,16 +373,17 @@ pub struct Guarded {
     pub store: Store,
     /// The guard, to mark binaries in flight.
     pub guard: Arc<Guard>,
-    /// Whether the entry a crashed process left in the driver was evicted.
-    pub evicted: bool,
+    /// How many entries crashed processes left in the driver were evicted.
+    pub evicted: u64,
     /// Where a crash-looping cache was moved.
     pub set_aside: Option<PathBuf>,
 }
 
-/// Opens `path` after undoing what a crash left: the entry that was in the driver is evicted, and
-/// after `CRASH_LOOP_LIMIT` such crashes in a row the whole file is set aside.
+/// Opens `path` after undoing what crashed processes left: each entry that was in the driver when
+/// its process died is evicted (and logged once), and after `CRASH_LOOP_LIMIT` starts in a row that
+/// found such a death the whole file is set aside.
 pub fn open_guarded(path: &Path, opts: Options) -> Result<Guarded, store::Error> {
-    let (guard, recovery) = Guard::open(&*opts.fs, path);
+    let (guard, recovery) = Guard::open(Arc::clone(&opts.fs), path);
     let mut set_aside_to = None;
     if recovery.unclean_starts >= CRASH_LOOP_LIMIT {
         if let Ok(to) = set_aside(&*opts.fs, path) {
@@ -397,17 +398,21 @@ pub fn open_guarded(path: &Path, opts: Options) -> Result<Guarded, store::Error>
         guard.clear(true);
     }
     let store = Store::open(path, opts)?;
-    let mut evicted = false;
-    if let (Some(key), None) = (&recovery.in_flight, &set_aside_to) {
-        evicted = evict(&store, key);
-        if evicted {
-            crate::ffi::warn(&format!(
-                "the app died while the OpenCL driver loaded the cached binary {:?}: evicted it, so it is rebuilt \
-                 from source",
-                String::from_utf8_lossy(key)
-            ));
+    let mut evicted = 0;
+    if set_aside_to.is_none() {
+        for key in &recovery.in_flight {
+            if evict(&store, key) {
+                evicted += 1;
+                crate::ffi::warn(&format!(
+                    "a process died while the OpenCL driver loaded the cached binary {:?} of {} (its mark is held by \
+                     no running process): evicted it, so it is rebuilt from source",
+                    String::from_utf8_lossy(key),
+                    path.display()
+                ));
+            }
         }
     }
+    guard.count_evictions(evicted);
     Ok(Guarded {
         store,
         guard,
