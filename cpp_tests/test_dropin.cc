@@ -5,7 +5,9 @@
 #include "mace/core/kv_storage.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -346,18 +348,45 @@ TEST(DropIn, MissingDirectoryFlushFailsThenRetries) {
   EXPECT_EQ(expected, StockEntries(sub + "/" + kCacheName));
 }
 
-TEST(DropIn, ReadOnlyDirectory) {
-  if (geteuid() == 0) GTEST_SKIP() << "permission bits do not stop root";
-  test::TempDir dir;
-  const std::string sub = dir.Path("read_only");
-  ASSERT_EQ(0, mkdir(sub.c_str(), 0500));
+// A flush into a directory the process may not write: it fails without aborting the app (MACE
+// would abort on -1) and is counted. Returns 0 when every check held, else the failing check's line.
+int FlushIntoReadOnlyDirectory(const std::string &sub) {
+  if (mkdir(sub.c_str(), 0500) != 0) return __LINE__;
   const uint64_t failures = mace_storage_dropin_flush_failures();
   mace::FileStorage cache(sub + "/" + kCacheName);
-  EXPECT_EQ(0, cache.Load());
-  EXPECT_TRUE(cache.Insert(kPlatformKey, B("platform")));
-  EXPECT_EQ(kFailedFlush, cache.Flush());
-  EXPECT_EQ(failures + 1, mace_storage_dropin_flush_failures());
-  chmod(sub.c_str(), 0700);
+  if (cache.Load() != 0) return __LINE__;
+  if (!cache.Insert(kPlatformKey, B("platform"))) return __LINE__;
+  if (cache.Flush() != kFailedFlush) return __LINE__;
+  if (mace_storage_dropin_flush_failures() != failures + 1) return __LINE__;
+  if (access((sub + "/" + kCacheName).c_str(), F_OK) == 0) return __LINE__;
+  return 0;
+}
+
+// Permission bits do not stop root, and CI runs as root: there the check runs in a child that has
+// become nobody (uid and gid 65534), in a directory it owns.
+TEST(DropIn, ReadOnlyDirectory) {
+  test::TempDir dir;
+  const std::string sub = dir.Path("read_only");
+  if (geteuid() != 0) {
+    EXPECT_EQ(0, FlushIntoReadOnlyDirectory(sub));
+    chmod(sub.c_str(), 0700);
+    return;
+  }
+  const uid_t nobody = 65534;
+  ASSERT_EQ(0, chown(dir.path().c_str(), nobody, nobody));
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(nobody) != 0 || setuid(nobody) != 0) _exit(100);
+    if (geteuid() != nobody) _exit(101);
+    const int line = FlushIntoReadOnlyDirectory(sub);
+    if (line != 0) fprintf(stderr, "the check at test_dropin.cc:%d failed as nobody\n", line);
+    _exit(line == 0 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(0, WEXITSTATUS(status)) << "100/101: could not become nobody; 1: a check failed";
 }
 
 TEST(DropIn, ByteStreamOverTheGoldenFile) {
