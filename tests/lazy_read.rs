@@ -33,6 +33,14 @@ fn key(i: usize) -> Vec<u8> {
     format!("conv_2d_1x1 -DBIAS -DK{i}").into_bytes()
 }
 
+/// Options of a lazily verified store on the real filesystem.
+fn lazy() -> Options {
+    Options {
+        verify: Verify::Lazy,
+        ..Options::default()
+    }
+}
+
 fn open_sim(fs: &SimFs, verify: Verify) -> Store {
     Store::open(
         PATH,
@@ -208,7 +216,7 @@ fn every_byte_flip_reads_the_same_lazily_as_eagerly() {
 fn a_byte_flipped_on_disk_after_open_is_never_returned() {
     use std::os::unix::fs::FileExt;
     let (_dir, path) = common::temp_path("lazy-flip", "cache.bin");
-    let s = Store::open(&path, Options::default()).unwrap();
+    let s = Store::open(&path, lazy()).unwrap();
     let v = value(9, 3000);
     s.put(PLATFORM_INFO_KEY, Value::copy_from(b"platform"))
         .unwrap();
@@ -217,7 +225,7 @@ fn a_byte_flipped_on_disk_after_open_is_never_returned() {
     s.flush().unwrap();
     drop(s);
 
-    let s = Store::open(&path, Options::default()).unwrap();
+    let s = Store::open(&path, lazy()).unwrap();
     let at = find(&std::fs::read(&path).unwrap(), &v) + 100;
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.write_at(&[v[100] ^ 0xff], at as u64).unwrap();
@@ -225,7 +233,7 @@ fn a_byte_flipped_on_disk_after_open_is_never_returned() {
     assert_eq!(s.get(b"binary").as_deref(), Some(&v[..]));
     assert_eq!(s.stats().entries_failed_on_use, 0);
     // A new open sees the damage, and drops the value.
-    let fresh = Store::open(&path, Options::default()).unwrap();
+    let fresh = Store::open(&path, lazy()).unwrap();
     assert_eq!(fresh.get(b"binary"), None);
     assert_eq!(fresh.stats().entries_failed_on_use, 1);
     assert_eq!(fresh.get(b"other").as_deref(), Some(&b"x"[..]));
@@ -237,7 +245,7 @@ fn a_byte_flipped_on_disk_after_open_is_never_returned() {
 fn values_read_after_the_file_was_replaced_come_from_the_file_opened() {
     let (_dir, path) = common::temp_path("lazy-replace", "cache.bin");
     let write = |tag: u8| {
-        let s = Store::open(&path, Options::default()).unwrap();
+        let s = Store::open(&path, lazy()).unwrap();
         s.clear().unwrap();
         s.put(PLATFORM_INFO_KEY, Value::copy_from(b"platform"))
             .unwrap();
@@ -248,14 +256,14 @@ fn values_read_after_the_file_was_replaced_come_from_the_file_opened() {
         s.flush().unwrap();
     };
     write(1);
-    let s = Store::open(&path, Options::default()).unwrap();
+    let s = Store::open(&path, lazy()).unwrap();
     write(2); // an atomic replace: a new file renamed over the path
     assert_eq!(s.get(b"binary").as_deref(), Some(&[1u8; 5000][..]));
     assert_eq!(s.get(b"theirs"), None);
     s.put(b"mine", Value::copy_from(b"m")).unwrap();
     s.flush().unwrap();
     assert_eq!(s.stats().merges, 1);
-    let now = Store::open(&path, Options::default()).unwrap();
+    let now = Store::open(&path, lazy()).unwrap();
     assert_eq!(now.get(b"binary").as_deref(), Some(&[2u8; 5000][..]));
     assert_eq!(now.get(b"theirs").as_deref(), Some(&b"t"[..]));
     assert_eq!(now.get(b"mine").as_deref(), Some(&b"m"[..]));

@@ -8,7 +8,7 @@ mod common;
 
 use mace_storage::format::{self, EntryIn, Format, ValueKind, WriteParams};
 use mace_storage::io::{buffer_len, posix::PosixFs, Fs, MAX_BUFFER};
-use mace_storage::store::{Options, Store, Verify};
+use mace_storage::store::{Options, Store};
 
 struct Rng(u64);
 
@@ -105,8 +105,6 @@ fn a_store_opened_from_disk_keeps_what_the_decoder_keeps() {
             &p,
             Options {
                 read_only: true,
-                // The read path that checksums as it reads (a lazy open leaves values for later).
-                verify: Verify::Eager,
                 ..Options::default()
             },
         )

@@ -39,7 +39,9 @@ pub struct Options {
     /// that would make the file larger than this are refused, so the store never writes a file it
     /// would refuse to load.
     pub max_file_len: u64,
-    /// When the values of a checked-1.1 file are checksummed (default [`Verify::Lazy`]).
+    /// When the values of a checked-1.1 file are checksummed (default [`Verify::Eager`]: lazy
+    /// verification is faster only for a store whose user gets a part of the entries; see
+    /// `docs/PERFORMANCE.md`).
     pub verify: Verify,
 }
 
@@ -47,11 +49,11 @@ pub struct Options {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Verify {
     /// Every value at open, as the file is read.
+    #[default]
     Eager,
     /// For an intact checked-1.1 file, each value on its first use (`get`, `entries`, a flush);
     /// its framing, commit records and trailer, and the platform-info entry, at open. Other files,
     /// and checked-1.1 files found damaged at open, are verified at open as with `Eager`.
-    #[default]
     Lazy,
 }
 
