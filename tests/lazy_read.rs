@@ -6,11 +6,14 @@
 
 mod common;
 
+use mace_storage::ffi::{mace_storage_set_log_callback, MaceStorageLogLevel};
 use mace_storage::format::{self, PLATFORM_INFO_KEY};
 use mace_storage::io::sim::SimFs;
 use mace_storage::store::{Options, Store, Value, Verify};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
 
 const PATH: &str = "data/cache.bin";
 
@@ -35,6 +38,7 @@ fn key(i: usize) -> Vec<u8> {
 
 /// Options of a lazily verified store on the real filesystem.
 fn lazy() -> Options {
+    capture_log();
     Options {
         verify: Verify::Lazy,
         ..Options::default()
@@ -42,6 +46,7 @@ fn lazy() -> Options {
 }
 
 fn open_sim(fs: &SimFs, verify: Verify) -> Store {
+    capture_log();
     Store::open(
         PATH,
         Options {
@@ -80,6 +85,29 @@ fn committed(n: usize, append: bool) -> (SimFs, Map) {
         assert_eq!(s.stats().appends, 1);
     }
     (fs, want)
+}
+
+/// Warnings logged about values that failed their checksum on first use, in this process.
+static FAILED_LOGGED: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_log(_level: MaceStorageLogLevel, msg: *const c_char, _user: *mut c_void) {
+    // SAFETY: the library passes a NUL-terminated string valid during the call.
+    let msg = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
+    if msg.contains("failed its checksum when first read") {
+        FAILED_LOGGED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts the library's warnings instead of printing them (thousands in the byte-flip test).
+fn capture_log() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        mace_storage_set_log_callback(
+            Some(count_log),
+            std::ptr::null_mut(),
+            MaceStorageLogLevel::MACE_STORAGE_LOG_WARNING,
+        )
+    });
 }
 
 fn contents(s: &Store) -> Map {
@@ -139,6 +167,8 @@ fn a_value_damaged_before_open_is_never_returned_and_the_next_flush_rewrites_wit
     assert_eq!(s.get(&victim), None);
     let st = s.stats();
     assert_eq!((st.entries_failed_on_use, st.entries_dropped), (1, 1));
+    // Logged when found (other tests of this binary may log theirs meanwhile: at least one).
+    assert!(FAILED_LOGGED.load(Ordering::Relaxed) >= 1);
     assert_eq!(s.len(), want.len() - 1);
     let mut rest = want.clone();
     rest.remove(&victim);
@@ -291,5 +321,47 @@ fn concurrent_first_gets_of_a_damaged_value_count_it_once() {
         }
         assert_eq!(s.stats().entries_failed_on_use, 1);
         assert_eq!(s.len(), want.len() - 1);
+    }
+}
+
+/// Stock files and checked-1.0 keep the eager path under `Verify::Lazy`: damage is found and
+/// reported at open exactly as an eager open reports it.
+#[test]
+fn other_formats_are_verified_at_open_under_lazy_too() {
+    use mace_storage::format::{EntryIn, Format, ValueKind, WriteParams};
+    let vals: Vec<(Vec<u8>, Vec<u8>)> = (0..6).map(|i| (key(i), value(i, 300))).collect();
+    let mut entries: Vec<EntryIn> = vals
+        .iter()
+        .map(|(k, v)| EntryIn {
+            key: k,
+            value: v,
+            kind: ValueKind::Bytes,
+        })
+        .collect();
+    entries.push(EntryIn {
+        key: PLATFORM_INFO_KEY,
+        value: b"platform",
+        kind: ValueKind::Bytes,
+    });
+    for f in [Format::Mace10, Format::Mace11, Format::Checked10] {
+        let mut b = format::encode(f, &entries, WriteParams::next(0))
+            .unwrap()
+            .out
+            .to_vec();
+        let at = find(&b, &vals[2].1) + 10;
+        b[at] ^= 0x20;
+        let fs = SimFs::new();
+        fs.write_file(PATH, &b);
+        let eager = open_sim(&fs.snapshot(), Verify::Eager);
+        let lazy = open_sim(&fs, Verify::Lazy);
+        let (e, l) = (&eager.report().damage, &lazy.report().damage);
+        assert_eq!(
+            (l.intact, l.entries_dropped),
+            (e.intact, e.entries_dropped),
+            "{f}"
+        );
+        assert_eq!(lazy.len(), eager.len(), "{f}");
+        assert_eq!(contents(&lazy), contents(&eager), "{f}");
+        assert_eq!(lazy.stats().entries_failed_on_use, 0, "{f}");
     }
 }
