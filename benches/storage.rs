@@ -9,7 +9,7 @@
 //! peak resident set size before and after, so the parent measures it in a clean process.
 
 use mace_storage::format::{self, EntryIn, Format, ValueKind, WriteParams, PLATFORM_INFO_KEY};
-use mace_storage::store::{Options, Store, Value};
+use mace_storage::store::{Options, Store, Value, Verify};
 use std::collections::HashMap;
 use std::fs::File;
 use std::hint::black_box;
@@ -303,8 +303,20 @@ fn time<T>(f: impl FnOnce() -> T) -> Duration {
     d
 }
 
+/// Opens with every value verified at open, as the rows that measure verification need.
 fn open(path: &Path) -> Store {
-    let s = Store::open(path, Options::default()).expect("open");
+    open_verified(path, Verify::Eager)
+}
+
+fn open_verified(path: &Path, verify: Verify) -> Store {
+    let s = Store::open(
+        path,
+        Options {
+            verify,
+            ..Options::default()
+        },
+    )
+    .expect("open");
     assert!(s.report().damage.intact, "{:?}", s.report().damage);
     assert_eq!(s.len(), ENTRIES);
     s
@@ -438,6 +450,96 @@ fn main() {
         }
     }
 
+    // Lazily verified open: `Store::open` + `get` of the values a model uses (30 of the 300,
+    // spread over the file), vs opening the file and `pread`ing exactly those values; and `open` +
+    // `get` of every entry, vs a bare read.
+    {
+        let decoded = format::decode(&checked).expect("decode");
+        let mut wanted: Vec<(Vec<u8>, std::ops::Range<usize>)> = decoded
+            .entries
+            .iter()
+            .filter_map(|e| match &e.value {
+                format::ValueRef::Slice(r) => Some((checked[e.key.clone()].to_vec(), r.clone())),
+                format::ValueRef::Owned(_) => None,
+            })
+            .collect();
+        wanted.sort_by_key(|w| w.1.start);
+        let used: Vec<(Vec<u8>, std::ops::Range<usize>)> = wanted
+            .iter()
+            .step_by(wanted.len() / 30)
+            .take(30)
+            .cloned()
+            .collect();
+        assert_eq!(used.len(), 30);
+        let used_bytes: usize = used.iter().map(|u| u.1.len()).sum();
+        let all_keys: Vec<Vec<u8>> = entries.iter().map(|e| e.0.clone()).collect();
+        let path = &checked_path;
+        let mut modes = vec![("warm", false)];
+        if cold {
+            modes.insert(0, ("cold", true));
+        }
+        for (cache_label, drop) in modes {
+            let prep = || {
+                if drop {
+                    drop_caches();
+                } else {
+                    black_box(std::fs::read(path).expect("read"));
+                }
+            };
+            compare(
+                &format!(
+                    "lazy open + get 30 of 300 ({:.1} MB of values, {cache_label} cache)",
+                    mb(used_bytes as u64)
+                ),
+                "open + pread of the 30",
+                1.5,
+                reps,
+                prep,
+                || {
+                    time(|| {
+                        let s = open_verified(path, Verify::Lazy);
+                        for (k, _) in &used {
+                            black_box(s.get(k).expect("hit"));
+                        }
+                        s
+                    })
+                },
+                || {
+                    time(|| {
+                        use std::os::unix::fs::FileExt;
+                        let f = File::open(path).expect("open");
+                        used.iter()
+                            .map(|(_, r)| {
+                                let mut v = vec![0u8; r.len()];
+                                f.read_exact_at(&mut v, r.start as u64).expect("pread");
+                                v
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                },
+            )
+            .print();
+            compare(
+                &format!("lazy open + get of every entry, checked-1.1 ({cache_label} cache)"),
+                "read()",
+                1.5,
+                reps,
+                prep,
+                || {
+                    time(|| {
+                        let s = open_verified(path, Verify::Lazy);
+                        for k in &all_keys {
+                            black_box(s.get(k).expect("hit"));
+                        }
+                        s
+                    })
+                },
+                || time(|| std::fs::read(path).expect("read")),
+            )
+            .print();
+        }
+    }
+
     // Full flush (atomic replace) vs write + fsync of the same bytes to a new file.
     {
         let path = dir.join("full.bin");
@@ -504,9 +606,13 @@ fn main() {
         let _ = std::fs::remove_file(&new_file);
     }
 
-    // Get latency: Store::get of random existing keys, vs a plain HashMap of the same entries.
+    // Get latency: Store::get of random existing keys, vs a plain HashMap of the same entries; the
+    // store opened lazily, every value already verified by an earlier get.
     {
-        let s = open(&checked_path);
+        let s = open_verified(&checked_path, Verify::Lazy);
+        for (k, _) in &entries {
+            s.get(k).expect("hit");
+        }
         let map: HashMap<Vec<u8>, Vec<u8>> = entries.iter().cloned().collect();
         let mut rng = Rng(13);
         let order: Vec<&[u8]> = (0..4096)

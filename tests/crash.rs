@@ -10,7 +10,7 @@
 
 use mace_storage::format::PLATFORM_INFO_KEY;
 use mace_storage::io::sim::{FailKind, Fate, SimFs, Unsynced, UnsyncedInfo};
-use mace_storage::store::{Options, Store, Value};
+use mace_storage::store::{Options, Store, Value, Verify};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -28,13 +28,43 @@ fn scale() -> usize {
 }
 
 fn open(fs: &SimFs) -> Result<Store, mace_storage::store::Error> {
+    open_verified(fs, Verify::Lazy)
+}
+
+fn open_verified(fs: &SimFs, verify: Verify) -> Result<Store, mace_storage::store::Error> {
     Store::open(
         PATH,
         Options {
             fs: Arc::new(fs.clone()),
+            verify,
             ..Options::default()
         },
     )
+}
+
+/// What a recovery open finds, read three ways that must agree: a lazily verified open's `get` of
+/// every key of `keys` (each value verified on that first get), the same store's `entries`, and an
+/// eagerly verified open of the same state.
+fn recovered(fs: &SimFs, keys: &[Vec<u8>]) -> Result<Map, String> {
+    let before = fs.snapshot();
+    let lazy = open(fs).map_err(|e| e.to_string())?;
+    let unverified_len = lazy.len();
+    let by_get: Map = keys
+        .iter()
+        .filter_map(|k| lazy.get(k).map(|v| (k.clone(), v.to_vec())))
+        .collect();
+    let by_entries = contents(&lazy);
+    let eager = open_verified(&before, Verify::Eager).map_err(|e| e.to_string())?;
+    let eagerly = contents(&eager);
+    if by_get != by_entries || by_get != eagerly || unverified_len != by_get.len() {
+        return Err(format!(
+            "lazy get {} entries, lazy entries {}, lazy len {unverified_len}, eager {}",
+            by_get.len(),
+            by_entries.len(),
+            eagerly.len()
+        ));
+    }
+    Ok(by_get)
 }
 
 fn contents(s: &Store) -> Map {
@@ -227,6 +257,9 @@ fn every_crash_state_of_every_flush_is_old_or_new() {
         let (fs0, _) = base(|s| (sc.setup)(s, r));
         let (old, new, calls) = reference_run(&fs0, sc, r);
         assert!(old != new, "{}", sc.name);
+        let mut keys: Vec<Vec<u8>> = old.keys().chain(new.keys()).cloned().collect();
+        keys.sort();
+        keys.dedup();
         // The process dies at call k; or (in the first rounds) call k fails after a short write
         // and the flush rolls back what it wrote, the process dying at each call of that rollback
         // (j) or after it (j = 0); the power is lost after that.
@@ -253,7 +286,7 @@ fn every_crash_state_of_every_flush_is_old_or_new() {
                 .enumerate()
             {
                 let after = crash_with(&fs, pattern);
-                let got = open(&after).map(|s| contents(&s));
+                let got = recovered(&after, &keys);
                 let ok = match &got {
                     Ok(g) if acked => *g == new,
                     Ok(g) => *g == old || *g == new,
@@ -265,7 +298,7 @@ fn every_crash_state_of_every_flush_is_old_or_new() {
                 // A second crash during the recovery open changes nothing.
                 if p < 2 {
                     let again = crash_with(&after, &[]).crash_drop_all();
-                    let second = open(&again).map(|s| contents(&s)).ok();
+                    let second = recovered(&again, &keys).ok();
                     tally.check(second == got.as_ref().ok().cloned(), || {
                         format!("{}: recovery at {k} changed state", sc.name)
                     });
@@ -343,8 +376,12 @@ fn every_failing_call_of_open_flush_and_compaction_is_a_clean_error() {
             }
         }
     }
-    // Open: every call of a load (read, and moving an unreadable file aside) fails cleanly.
-    for garbage in [false, true] {
+    // Open: every call of a load (read, and moving an unreadable file aside) fails cleanly, lazily
+    // verified or not (a lazy store's gets make no filesystem call: the file is read at open).
+    for (garbage, verify) in [false, true]
+        .into_iter()
+        .flat_map(|g| [(g, Verify::Lazy), (g, Verify::Eager)])
+    {
         let (fs0, old) = base(|s| fill(s, 1, 0..4));
         if garbage {
             fs0.write_file(PATH, b"\xffnot a cache at all, set aside on open");
@@ -352,7 +389,7 @@ fn every_failing_call_of_open_flush_and_compaction_is_a_clean_error() {
         let calls = {
             let fs = fs0.snapshot();
             fs.reset_calls();
-            open(&fs).unwrap();
+            open_verified(&fs, verify).unwrap();
             fs.calls()
         };
         for k in 1..=calls {
@@ -361,12 +398,19 @@ fn every_failing_call_of_open_flush_and_compaction_is_a_clean_error() {
                 let fs = fs0.snapshot();
                 fs.reset_calls();
                 fs.fail_at(k, FailKind::Persistent(errno));
-                match open(&fs) {
-                    Ok(s) => assert!(garbage || contents(&s) == old, "open call {k}"),
+                match open_verified(&fs, verify) {
+                    Ok(s) => {
+                        let by_get: Map = old
+                            .keys()
+                            .filter_map(|k| s.get(k).map(|v| (k.clone(), v.to_vec())))
+                            .collect();
+                        assert!(garbage || by_get == old, "open call {k}: get");
+                        assert!(garbage || contents(&s) == old, "open call {k}");
+                    }
                     Err(e) => assert!(e.to_string().starts_with("cannot read"), "{e}"),
                 }
                 fs.clear_faults();
-                let s = open(&fs).unwrap();
+                let s = open_verified(&fs, verify).unwrap();
                 assert!(
                     contents(&s) == if garbage { Map::new() } else { old.clone() },
                     "open call {k}"

@@ -8,8 +8,8 @@ use super::stock::{
 };
 use super::wire::{put_tag, put_varint, Reader, WT_LEN};
 use super::{
-    apply_platform_rule, Budget, CheckedInfo, Damage, Decoded, DecodedEntry, EncodeError, EntryIn,
-    FirstOfEach, Format, Output, WriteParams, PLATFORM_INFO_KEY,
+    apply_platform_rule, Budget, CheckedInfo, Damage, Decoded, DecodedEntry, EncodeError,
+    EntryCheck, EntryIn, FirstOfEach, Format, Output, WriteParams, PLATFORM_INFO_KEY,
 };
 use crc32fast::Hasher;
 
@@ -45,6 +45,12 @@ fn tag_bytes(field: u64, len: usize) -> Vec<u8> {
 /// Whether `bytes` starts with a checked-1.1 header field (its contents may still be damaged).
 pub(super) fn looks_checked11(bytes: &[u8]) -> bool {
     bytes.starts_with(&tag_bytes(HEADER_FIELD, HEADER_LEN))
+}
+
+/// Whether `prefix` starts like a checked-1.1 file; `None` while it is shorter than the header's tag.
+pub(super) fn lazy_candidate(prefix: &[u8]) -> Option<bool> {
+    let t = tag_bytes(HEADER_FIELD, HEADER_LEN);
+    (prefix.len() >= t.len()).then(|| prefix.starts_with(&t))
 }
 
 struct Header {
@@ -94,6 +100,55 @@ enum Record {
     },
 }
 
+/// An entry record's framing, parsed without checksumming it.
+struct Frame {
+    kv: Kv,
+    /// Where its message is in the input.
+    msg: std::ops::Range<usize>,
+    file_id: u64,
+    seq: u32,
+    flags: u32,
+    /// The checksum the record carries, of `p..msg.end - 4`.
+    crc: u32,
+}
+
+/// Parses the framing of the entry record whose message starts at `r` (after its tag): lengths,
+/// the extension in its place, and `want_id` where known. Walks the message's fields but not the
+/// bytes of a `bytes_value`. `budget` is charged the message's length before it is walked.
+fn entry_frame(
+    bytes: &[u8],
+    mut r: Reader<'_>,
+    want_id: Option<u64>,
+    budget: &mut u64,
+) -> Option<Frame> {
+    let n = r.len_prefix()?;
+    let start = r.pos();
+    let end = start + n;
+    // The extension is the message's last field: check it before walking the message.
+    let ext_tag = end.checked_sub(EXT_FIELD_LEN)?;
+    if ext_tag < start || bytes[ext_tag..ext_tag + 3] != tag_bytes(EXT_FIELD, EXT_LEN)[..] {
+        return None;
+    }
+    let mut er = Reader::new(bytes, ext_tag + 3);
+    let (file_id, seq, flags, crc) = (er.u64_le()?, er.u32_le()?, er.u32_le()?, er.u32_le()?);
+    if want_id.is_some_and(|w| w != file_id) {
+        return None;
+    }
+    *budget = budget.checked_sub(n as u64)?;
+    let kv = parse_kvpair(&bytes[start..end], start)?;
+    if kv.ext.as_ref().map(|(_, tag_at)| *tag_at) != Some(ext_tag) {
+        return None;
+    }
+    Some(Frame {
+        kv,
+        msg: start..end,
+        file_id,
+        seq,
+        flags,
+        crc,
+    })
+}
+
 /// Parses and verifies the record at `p`; `want_id` is the file's id where known. `budget` is
 /// charged for the bytes checksummed, so scanning a hostile file stays linear.
 fn parse_record(
@@ -106,35 +161,19 @@ fn parse_record(
     let mut r = Reader::new(bytes, p);
     let tag = r.varint()?;
     if tag == (1 << 3 | WT_LEN) {
-        let n = r.len_prefix()?;
-        let start = r.pos();
-        let end = start + n;
-        // The extension is the message's last field: check it before walking the message.
-        let ext_tag = end.checked_sub(EXT_FIELD_LEN)?;
-        if ext_tag < start || bytes[ext_tag..ext_tag + 3] != tag_bytes(EXT_FIELD, EXT_LEN)[..] {
-            return None;
-        }
-        let mut er = Reader::new(bytes, ext_tag + 3);
-        let (file_id, seq, flags, crc) = (er.u64_le()?, er.u32_le()?, er.u32_le()?, er.u32_le()?);
-        if want_id.is_some_and(|w| w != file_id) {
-            return None;
-        }
-        *budget = budget.checked_sub(n as u64)?;
-        let kv = parse_kvpair(&bytes[start..end], start)?;
-        if kv.ext.as_ref().map(|(_, tag_at)| *tag_at) != Some(ext_tag) {
-            return None;
-        }
+        let f = entry_frame(bytes, r, want_id, budget)?;
+        let end = f.msg.end;
         let h = crc_of.hasher(bytes, p..end - 4);
-        if h.clone().finalize() != crc {
+        if h.clone().finalize() != f.crc {
             return None;
         }
         return Some((
             Record::Entry {
-                kv,
-                msg: start..end,
-                vouched: flags & FLAG_VOUCHED != 0,
-                file_id,
-                seq,
+                kv: f.kv,
+                msg: f.msg,
+                vouched: f.flags & FLAG_VOUCHED != 0,
+                file_id: f.file_id,
+                seq: f.seq,
                 crc: h,
             },
             end,
@@ -629,4 +668,118 @@ fn decode10_with_tail(
         checked: None,
         generation: Some(generation),
     })
+}
+
+/// Decodes a checked-1.1 file without checksumming its entries, when it is exactly as a writer
+/// left it: the header verifies, the records follow one another to the trailer with this file's id,
+/// the commit records verify, every batch is committed and complete, no key repeats, and the trailer
+/// equals the CRC-32 that the records' own checksums add up to. Each entry then comes with the check
+/// its first use must pass (`None`: verified here, as the platform-info entry and built `uint32`
+/// arrays are). Anything else is `None`: the caller decodes eagerly, with salvage.
+///
+/// Only the bytes an entry's own checksum covers are left unverified, so a file that passes here
+/// and whose every entry verifies is one [`decode11`] reads intact, with the same entries.
+pub(super) fn decode11_lazy(
+    bytes: &[u8],
+    mem: &mut Budget,
+) -> Option<(Decoded, Vec<Option<EntryCheck>>)> {
+    let len = bytes.len();
+    let header = parse_header(bytes)?;
+    let records_end = len.checked_sub(4).filter(|&e| e >= header.end)?;
+    let file_id = header.file_id;
+    let mut stream = Hasher::new();
+    stream.update(&bytes[..header.end]);
+    let mut first = FirstOfEach::new();
+    let mut entries = Vec::new();
+    let mut checks = Vec::new();
+    let mut per_seq: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    let mut commits: Vec<(u32, u32)> = Vec::new();
+    let mut has_platform = false;
+    let mut any_vouched = false;
+    // Framing is walked once and never scanned: no budget is needed to keep this linear.
+    let mut unbounded = u64::MAX;
+    let mut p = header.end;
+    while p < records_end {
+        let mut r = Reader::new(bytes, p);
+        let tag = r.varint()?;
+        if tag != (1 << 3 | WT_LEN) {
+            let (rec, end) = parse_record(bytes, p, Some(file_id), &mut unbounded, Crc::direct())?;
+            let Record::Commit { seq, count, .. } = rec else {
+                return None;
+            };
+            stream.update(&bytes[p..end]);
+            commits.push((seq, count));
+            p = end;
+            continue;
+        }
+        let f = entry_frame(bytes, r, Some(file_id), &mut unbounded)?;
+        let end = f.msg.end;
+        if end > records_end {
+            return None;
+        }
+        stream.combine(&Hasher::new_with_initial_len(f.crc, (end - 4 - p) as u64));
+        stream.update(&bytes[end - 4..end]);
+        let key = &bytes[f.kv.key.clone()];
+        if !first.first(key) || !mem.charge(f.kv.key.len(), f.kv.built_len()) {
+            return None;
+        }
+        let check = EntryCheck {
+            record: p..end - 4,
+            crc: f.crc,
+        };
+        let is_platform = key == PLATFORM_INFO_KEY;
+        // The platform-info entry decides whether others are kept, and a built array must come
+        // from verified bytes: both are verified now (they are small).
+        let eager = is_platform || f.kv.built_len() > 0;
+        if eager && !check.verify(bytes) {
+            return None;
+        }
+        has_platform |= is_platform;
+        let vouched = f.flags & FLAG_VOUCHED != 0;
+        any_vouched |= vouched;
+        *per_seq.entry(f.seq).or_default() += 1;
+        let (value, kind) = f.kv.value_ref(&bytes[f.msg.clone()]);
+        entries.push(DecodedEntry {
+            key: f.kv.key,
+            value,
+            kind,
+            vouched,
+        });
+        checks.push((!eager).then_some(check));
+        p = end;
+    }
+    let stream_crc = u32::from_le_bytes(bytes[records_end..].try_into().ok()?);
+    if p != records_end || stream.finalize() != stream_crc || (any_vouched && !has_platform) {
+        return None;
+    }
+    let last_seq = commits.iter().map(|c| c.0).max().unwrap_or(0);
+    let mut expected: Vec<(u32, u64)> = commits.iter().map(|&(s, c)| (s, u64::from(c))).collect();
+    expected.push((0, u64::from(header.base_count)));
+    expected.sort_unstable();
+    // Every batch committed once and whole, and no entry outside them.
+    let complete = expected.windows(2).all(|w| w[0].0 != w[1].0)
+        && expected.iter().map(|e| e.1).sum::<u64>() == entries.len() as u64
+        && expected
+            .iter()
+            .all(|&(s, c)| per_seq.get(&s).copied().unwrap_or(0) == c)
+        && per_seq.keys().all(|&s| s <= last_seq);
+    if !complete {
+        return None;
+    }
+    let checked = CheckedInfo {
+        file_id,
+        generation: header.generation,
+        last_seq,
+        stream_crc,
+        file_len: len as u64,
+        has_platform,
+    };
+    let decoded = Decoded {
+        format: Format::Checked11,
+        entries,
+        damage: Damage::none(),
+        checked: Some(checked),
+        generation: Some(header.generation),
+    };
+    Some((decoded, checks))
 }

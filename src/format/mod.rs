@@ -142,6 +142,26 @@ pub struct DecodedEntry {
     pub vouched: bool,
 }
 
+/// The check an entry decoded without verification must pass before its value is used: the
+/// CRC-32 its record carries, of the record's bytes (tag, lengths, key, value, and the extension up
+/// to the checksum), which are all of the entry's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryCheck {
+    /// The bytes the checksum covers, in the decoded input.
+    pub record: Range<usize>,
+    /// The checksum they must have.
+    pub crc: u32,
+}
+
+impl EntryCheck {
+    /// Whether the entry's bytes in `input` (the input it was decoded from) match its checksum.
+    pub fn verify(&self, input: &[u8]) -> bool {
+        input
+            .get(self.record.clone())
+            .is_some_and(|b| crc32fast::hash(b) == self.crc)
+    }
+}
+
 /// What a decode found wrong with a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {
@@ -312,6 +332,43 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, NotACache> {
 /// not used. Crate-private for that reason: the store builds it from the buffer it decodes.
 pub(crate) fn decode_indexed(bytes: &[u8], index: &CrcIndex) -> Result<Decoded, NotACache> {
     decode_with(bytes, Crc::with_index(index, bytes))
+}
+
+/// [`decode`], except that an intact checked-1.1 file's entries are not checksummed: each comes with
+/// the [`EntryCheck`] to pass before its value is used (`None`: already verified). A file that is not
+/// exactly as its writer left it (any damage, any other format) is decoded eagerly, every entry
+/// verified, with `None` for each. Entries whose check then fails are damage found late: the caller
+/// must drop them, and may not append to the file before every check has passed.
+pub fn decode_lazy(bytes: &[u8]) -> Result<(Decoded, Vec<Option<EntryCheck>>), NotACache> {
+    decode_lazy_with(bytes, Crc::direct())
+}
+
+/// [`decode_lazy`], falling back to [`decode_indexed`] with `index`.
+pub(crate) fn decode_lazy_indexed(
+    bytes: &[u8],
+    index: &CrcIndex,
+) -> Result<(Decoded, Vec<Option<EntryCheck>>), NotACache> {
+    decode_lazy_with(bytes, Crc::with_index(index, bytes))
+}
+
+fn decode_lazy_with(
+    bytes: &[u8],
+    crc: Crc<'_>,
+) -> Result<(Decoded, Vec<Option<EntryCheck>>), NotACache> {
+    if checked::looks_checked11(bytes) {
+        if let Some(lazy) = checked::decode11_lazy(bytes, &mut Budget::for_input(bytes.len())) {
+            return Ok(lazy);
+        }
+    }
+    let d = decode_with(bytes, crc)?;
+    let n = d.entries.len();
+    Ok((d, vec![None; n]))
+}
+
+/// Whether `prefix` (the start of a file) is the start of a checked-1.1 file, whose entries
+/// [`decode_lazy`] can leave unverified; `None` while it is too short to tell.
+pub fn lazy_candidate(prefix: &[u8]) -> Option<bool> {
+    checked::lazy_candidate(prefix)
 }
 
 fn decode_with(bytes: &[u8], crc: Crc<'_>) -> Result<Decoded, NotACache> {

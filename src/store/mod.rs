@@ -7,7 +7,8 @@ mod value;
 pub use value::{Backing, Value};
 
 use crate::format::{
-    self, CheckedInfo, Damage, EntryIn, Format, ValueKind, WriteParams, PLATFORM_INFO_KEY,
+    self, CheckedInfo, Damage, EntryCheck, EntryIn, Format, ValueKind, WriteParams,
+    PLATFORM_INFO_KEY,
 };
 use crate::io::side_files::{self, CacheLock, SideFiles};
 use crate::io::{parent_dir, posix::PosixFs, FileMeta, Fs, LockKind};
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,22 @@ pub struct Options {
     /// that would make the file larger than this are refused, so the store never writes a file it
     /// would refuse to load.
     pub max_file_len: u64,
+    /// When the values of a checked-1.1 file are checksummed (default [`Verify::Eager`]: lazy
+    /// verification is faster only for a store whose user gets a part of the entries; see
+    /// `docs/PERFORMANCE.md`).
+    pub verify: Verify,
+}
+
+/// When `open` checksums the values of a file it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verify {
+    /// Every value at open, as the file is read.
+    #[default]
+    Eager,
+    /// For an intact checked-1.1 file, each value on its first use (`get`, `entries`, a flush);
+    /// its framing, commit records and trailer, and the platform-info entry, at open. Other files,
+    /// and checked-1.1 files found damaged at open, are verified at open as with `Eager`.
+    Lazy,
 }
 
 /// The default [`Options::max_file_len`]: far above any real program cache (tens of MiB).
@@ -51,6 +68,7 @@ impl Default for Options {
             fs: Arc::new(PosixFs),
             lock_timeout: Some(side_files::DEFAULT_LOCK_TIMEOUT),
             max_file_len: DEFAULT_MAX_FILE_LEN,
+            verify: Verify::default(),
         }
     }
 }
@@ -133,8 +151,12 @@ pub struct Stats {
     pub misses: u64,
     /// Entries kept from a damaged file.
     pub entries_salvaged: u64,
-    /// Entries lost to damage (failed checks, cut off, or dropped by the platform-info rule).
+    /// Entries lost to damage (failed checks, cut off, or dropped by the platform-info rule),
+    /// found at open or on first use.
     pub entries_dropped: u64,
+    /// Of those, the ones a lazily verified open let through that failed their checksum on first
+    /// use ([`Verify::Lazy`]): dropped then, never returned.
+    pub entries_failed_on_use: u64,
     /// Flushes that wrote something.
     pub flushes: u64,
     /// Of those, the ones that appended.
@@ -155,6 +177,53 @@ pub struct Stats {
 struct Item {
     value: Value,
     kind: ValueKind,
+    /// The check the value must pass before it is handed out, if it was read unverified.
+    check: Option<Arc<Check>>,
+}
+
+impl Item {
+    /// Whether the value is known good: put by this process, or verified.
+    fn verified(&self) -> bool {
+        self.check.as_ref().map_or(true, |c| c.state() == CHECK_OK)
+    }
+}
+
+const CHECK_PENDING: u8 = 0;
+const CHECK_OK: u8 = 1;
+const CHECK_FAILED: u8 = 2;
+
+/// A lazily verified entry's checksum, over the buffer the file was read into (which never changes:
+/// a value is never read from the file again, so what is verified is what is handed out).
+struct Check {
+    entry: EntryCheck,
+    owner: Backing,
+    state: AtomicU8,
+}
+
+impl Check {
+    fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Verifies the entry once; `Ok(true)`: good, `Ok(false)`: failed before, `Err(())`: this call
+    /// found it damaged (exactly one call does).
+    fn run(&self) -> Result<bool, ()> {
+        match self.state() {
+            CHECK_OK => return Ok(true),
+            CHECK_FAILED => return Ok(false),
+            _ => {}
+        }
+        let good = self.entry.verify((*self.owner).as_ref());
+        let to = if good { CHECK_OK } else { CHECK_FAILED };
+        match self
+            .state
+            .compare_exchange(CHECK_PENDING, to, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) if good => Ok(true),
+            Ok(_) => Err(()),
+            Err(now) => Ok(now == CHECK_OK),
+        }
+    }
 }
 
 /// What the store knows of the file as it last read or wrote it.
@@ -267,10 +336,23 @@ pub struct Store {
 }
 
 /// The entries of a decoded file, sharing the file's buffer; built values are moved, not copied.
-fn load_entries(owner: &Backing, entries: Vec<format::DecodedEntry>) -> HashMap<Vec<u8>, Item> {
+/// `checks` (one per entry, or none) are the checks of entries left unverified.
+fn load_entries(
+    owner: &Backing,
+    entries: Vec<format::DecodedEntry>,
+    checks: Vec<Option<EntryCheck>>,
+) -> HashMap<Vec<u8>, Item> {
     let input = (**owner).as_ref();
     let mut m = HashMap::with_capacity(entries.len());
+    let mut checks = checks.into_iter();
     for e in entries {
+        let check = checks.next().flatten().map(|entry| {
+            Arc::new(Check {
+                entry,
+                owner: owner.clone(),
+                state: AtomicU8::new(CHECK_PENDING),
+            })
+        });
         let value = match e.value {
             format::ValueRef::Slice(r) => Value::slice_of(owner, r),
             format::ValueRef::Owned(v) => Some(Value::from_vec(v)),
@@ -281,6 +363,7 @@ fn load_entries(owner: &Backing, entries: Vec<format::DecodedEntry>) -> HashMap<
                 Item {
                     value,
                     kind: e.kind,
+                    check,
                 },
             );
         }
@@ -347,8 +430,8 @@ impl Store {
         let fs = &*opts.fs;
         let side = SideFiles::open(fs, &path).map_err(io_err("resolve", &path))?;
         let target = side.path().to_path_buf();
-        let max = opts.max_file_len;
-        let mut loaded = load_within(fs, &target, max)?;
+        let (max, verify) = (opts.max_file_len, opts.verify);
+        let mut loaded = load_within(fs, &target, max, verify)?;
         if let Some(why) = loaded.unreadable.clone() {
             if opts.read_only {
                 loaded
@@ -361,7 +444,7 @@ impl Store {
                 // have been another process's commit in progress, complete by now.
                 match side.lock(opts.lock_timeout) {
                     Ok(lock) => {
-                        loaded = load_within(fs, &target, max)?;
+                        loaded = load_within(fs, &target, max, verify)?;
                         loaded.set_aside(&side, &lock);
                     }
                     Err(e) => loaded.report.damage.notes.push(format!(
@@ -417,7 +500,7 @@ impl Store {
             path: PathBuf::new(),
             target: PathBuf::new(),
             state: RwLock::new(State {
-                base: Arc::new(load_entries(&data, d.entries)),
+                base: Arc::new(load_entries(&data, d.entries, Vec::new())),
                 stats,
                 ..State::default()
             }),
@@ -454,8 +537,19 @@ impl Store {
     }
 
     /// The value of `key`, sharing memory with the store (no copy); it stays valid after any later change.
+    /// A value read unverified ([`Verify::Lazy`]) is verified first: one that fails its checksum is
+    /// dropped from the store (counted in [`Stats::entries_failed_on_use`] and logged) and is missing.
     pub fn get(&self, key: &[u8]) -> Option<Value> {
-        let v = self.state.read().lookup(key).map(|i| i.value.clone());
+        let (mut v, check) = match self.state.read().lookup(key) {
+            Some(i) if i.verified() => (Some(i.value.clone()), None),
+            Some(i) => (Some(i.value.clone()), i.check.clone()),
+            None => (None, None),
+        };
+        if let Some(c) = check {
+            if !self.verify(key, &c) {
+                v = None;
+            }
+        }
         let counter = if v.is_some() {
             &self.hits
         } else {
@@ -502,8 +596,70 @@ impl Store {
         s.size_bound = Some((s.bound_key(), bound.saturating_add(this)));
         // Always recorded: whether it changes anything is decided by the flush, against the file
         // as it is then (the state last read may be stale after a failed flush or another writer).
-        s.pending.insert(key.to_vec(), Some(Item { value, kind }));
+        s.pending.insert(
+            key.to_vec(),
+            Some(Item {
+                value,
+                kind,
+                check: None,
+            }),
+        );
         Ok(())
+    }
+
+    /// Verifies the entry of `key` whose check is `c`; when it fails, drops it from the committed
+    /// state (if it is still there), counts and logs it, and makes the next flush rewrite the file.
+    fn verify(&self, key: &[u8], c: &Arc<Check>) -> bool {
+        let first = match c.run() {
+            Ok(true) => return true,
+            Ok(false) => false,
+            Err(()) => true,
+        };
+        // Removed by whichever call gets here first, before any returns: a flush that verified
+        // everything never snapshots a failed entry.
+        let mut s = self.state.write();
+        let here = s
+            .base
+            .get(key)
+            .and_then(|i| i.check.as_ref())
+            .is_some_and(|x| Arc::ptr_eq(x, c));
+        if here {
+            Arc::make_mut(&mut s.base).remove(key);
+            // The file is not as written: no append on top of it; a rewrite leaves this out.
+            s.disk.checked = None;
+        }
+        if first {
+            s.stats.entries_dropped += 1;
+            s.stats.entries_failed_on_use += 1;
+        }
+        drop(s);
+        if first {
+            crate::ffi::log(
+                crate::ffi::MaceStorageLogLevel::MACE_STORAGE_LOG_WARNING,
+                &format!(
+                    "{}: the entry of key {:?} failed its checksum when first read: dropped, \
+                         the next flush rewrites the file without it",
+                    self.target.display(),
+                    String::from_utf8_lossy(&key[..key.len().min(64)])
+                ),
+            );
+        }
+        false
+    }
+
+    /// Verifies every committed entry not verified yet, dropping those that fail.
+    fn verify_all(&self) {
+        let todo: Vec<(Vec<u8>, Arc<Check>)> = {
+            let s = self.state.read();
+            s.base
+                .iter()
+                .filter(|(_, i)| !i.verified())
+                .filter_map(|(k, i)| i.check.clone().map(|c| (k.clone(), c)))
+                .collect()
+        };
+        for (k, c) in todo {
+            self.verify(&k, &c);
+        }
     }
 
     /// Removes `key`; returns whether it was present.
@@ -531,8 +687,10 @@ impl Store {
         Ok(())
     }
 
-    /// The current entries, sorted by key.
+    /// The current entries, sorted by key; every value verified first (those that fail are dropped,
+    /// as by [`Store::get`]).
     pub fn entries(&self) -> Vec<(Vec<u8>, Value)> {
+        self.verify_all();
         let mut v: Vec<_> = self
             .state
             .read()
@@ -544,7 +702,8 @@ impl Store {
         v
     }
 
-    /// Number of entries now in the store.
+    /// Number of entries now in the store, counting those not verified yet ([`Verify::Lazy`]): one
+    /// that fails its checksum on first use leaves then.
     pub fn len(&self) -> usize {
         let s = self.state.read();
         if s.pending.is_empty() && !s.cleared {
@@ -622,7 +781,7 @@ impl Store {
         if on_disk != self.state.read().disk.meta {
             let cleared = self.state.read().cleared;
             let max = self.opts.max_file_len;
-            let mut loaded = match load_or_too_large(fs, &self.target, max)? {
+            let mut loaded = match load_or_too_large(fs, &self.target, max, self.opts.verify)? {
                 Ok(l) => l,
                 // Only `clear` may replace a file too large to read: the caller gave it up.
                 Err(meta) if cleared => too_large_loaded(&self.target, meta, max),
@@ -634,6 +793,8 @@ impl Store {
             s.disk = loaded.disk;
             s.stats.merges += 1;
         }
+        // What is written, and whether appending is safe, needs every committed value verified.
+        self.verify_all();
         // Snapshot the changes. They stay in `pending` (so readers see them) until they are on disk;
         // changes made while we write stay pending for the next flush.
         let (inflight, cleared, clears, base, disk) = {
@@ -922,6 +1083,7 @@ fn load_or_too_large(
     fs: &dyn Fs,
     path: &Path,
     max: u64,
+    verify: Verify,
 ) -> Result<Result<Loaded, FileMeta>, Error> {
     // The stat is the first step of the read: its failure is reported as one.
     if let Some(meta) = fs.metadata(path).map_err(io_err("read", path))? {
@@ -929,7 +1091,7 @@ fn load_or_too_large(
             return Ok(Err(meta));
         }
     }
-    let loaded = load(fs, path)?;
+    let loaded = load(fs, path, verify)?;
     // It grew between the stat and the read: refused all the same.
     match loaded.disk.meta {
         Some(meta) if loaded.report.file_len > max => Ok(Err(meta)),
@@ -938,16 +1100,27 @@ fn load_or_too_large(
 }
 
 /// [`load_or_too_large`], with a file too large to load opened as an empty store that says so.
-fn load_within(fs: &dyn Fs, path: &Path, max: u64) -> Result<Loaded, Error> {
-    Ok(load_or_too_large(fs, path, max)?.unwrap_or_else(|meta| too_large_loaded(path, meta, max)))
+fn load_within(fs: &dyn Fs, path: &Path, max: u64, verify: Verify) -> Result<Loaded, Error> {
+    Ok(load_or_too_large(fs, path, max, verify)?
+        .unwrap_or_else(|meta| too_large_loaded(path, meta, max)))
 }
 
 /// Reads and decodes `path`; an unreadable one loads empty, with the reason in `unreadable`.
-fn load(fs: &dyn Fs, path: &Path) -> Result<Loaded, Error> {
+/// With [`Verify::Lazy`], an intact checked-1.1 file's values are left to be verified on first use.
+fn load(fs: &dyn Fs, path: &Path, verify: Verify) -> Result<Loaded, Error> {
     // Checksummed while it is read, piece by piece as each is still in the CPU cache: the decoder
-    // verifies every range from this index instead of reading the whole file a second time.
+    // verifies every range from this index instead of reading the whole file a second time. Not
+    // for a file to be verified lazily: it is told by its first bytes, before the index starts.
     let mut index = format::CrcIndex::new();
-    let read = fs.read_observed(path, &mut |so_far| index.observe(so_far));
+    let mut lazy = None;
+    let read = fs.read_observed(path, &mut |so_far| {
+        if lazy.is_none() && verify == Verify::Lazy {
+            lazy = format::lazy_candidate(so_far);
+        }
+        if lazy != Some(true) {
+            index.observe(so_far);
+        }
+    });
     let Some((bytes, meta)) = read.map_err(io_err("read", path))? else {
         return Ok(Loaded {
             base: HashMap::new(),
@@ -971,7 +1144,14 @@ fn load(fs: &dyn Fs, path: &Path) -> Result<Loaded, Error> {
     };
     let file_len = bytes.len() as u64;
     let owner: Backing = Arc::new(bytes);
-    let decoded = format::decode_indexed((*owner).as_ref(), &index);
+    let decoded = match lazy {
+        Some(true) => format::decode_lazy_indexed((*owner).as_ref(), &index),
+        _ => format::decode_indexed((*owner).as_ref(), &index).map(|d| (d, Vec::new())),
+    };
+    let (decoded, checks) = match decoded {
+        Ok((d, checks)) => (Ok(d), checks),
+        Err(e) => (Err(e), Vec::new()),
+    };
     let unreadable = match &decoded {
         Err(e) => Some(e.to_string()),
         Ok(d) if d.entries.is_empty() && file_len > 0 && !d.damage.intact => {
@@ -1008,7 +1188,7 @@ fn load(fs: &dyn Fs, path: &Path) -> Result<Loaded, Error> {
         });
     }
     let mut d = decoded.unwrap_or_else(|_| unreachable!("handled above"));
-    let base = load_entries(&owner, std::mem::take(&mut d.entries));
+    let base = load_entries(&owner, std::mem::take(&mut d.entries), checks);
     Ok(Loaded {
         disk: Disk {
             meta: Some(meta),

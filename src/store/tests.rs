@@ -164,34 +164,52 @@ fn remove_and_clear_are_committed() {
 
 #[test]
 fn damaged_file_is_salvaged_then_rewritten_whole() {
-    let fs = sim();
-    let s = open_on(&fs);
-    s.put(PLATFORM_INFO_KEY, v("platform")).unwrap();
-    for i in 0..10 {
-        s.put(
-            format!("prog_{i}").as_bytes(),
-            Value::from_vec(vec![i as u8; 100]),
+    for verify in [Verify::Eager, Verify::Lazy] {
+        let fs = sim();
+        let s = open_on(&fs);
+        s.put(PLATFORM_INFO_KEY, v("platform")).unwrap();
+        for i in 0..10 {
+            s.put(
+                format!("prog_{i}").as_bytes(),
+                Value::from_vec(vec![i as u8; 100]),
+            )
+            .unwrap();
+        }
+        s.flush().unwrap();
+        let mut b = fs.read_file(PATH).unwrap();
+        let at = b.windows(6).position(|w| w == b"prog_3").unwrap() + 20;
+        b[at] ^= 0xff;
+        fs.write_file(PATH, &b);
+        let s = Store::open(
+            PATH,
+            Options {
+                fs: Arc::new(fs.clone()),
+                verify,
+                ..Options::default()
+            },
         )
         .unwrap();
+        if verify == Verify::Eager {
+            assert!(!s.report().damage.intact);
+            assert_eq!(s.len(), 10);
+        } else {
+            // Only the value's own checksum tells, on its first get.
+            assert!(s.report().damage.intact);
+            assert_eq!(s.len(), 11);
+        }
+        assert!(s.get(b"prog_3").is_none());
+        assert_eq!(s.len(), 10);
+        let salvaged = if verify == Verify::Eager { 10 } else { 0 };
+        assert_eq!(
+            (s.stats().entries_salvaged, s.stats().entries_dropped),
+            (salvaged, 1)
+        );
+        s.put(b"prog_3", Value::from_vec(vec![3; 100])).unwrap();
+        s.flush().unwrap();
+        // Never appended after damage: the damaged copy would be the one stock readers keep.
+        assert_eq!(s.stats().rewrites, 1);
+        assert_eq!(on_disk(&fs).len(), 11);
     }
-    s.flush().unwrap();
-    let mut b = fs.read_file(PATH).unwrap();
-    let at = b.windows(6).position(|w| w == b"prog_3").unwrap() + 20;
-    b[at] ^= 0xff;
-    fs.write_file(PATH, &b);
-    let s = open_on(&fs);
-    assert!(!s.report().damage.intact);
-    assert_eq!(s.len(), 10);
-    assert!(s.get(b"prog_3").is_none());
-    assert_eq!(
-        (s.stats().entries_salvaged, s.stats().entries_dropped),
-        (10, 1)
-    );
-    s.put(b"prog_3", Value::from_vec(vec![3; 100])).unwrap();
-    s.flush().unwrap();
-    // Never appended after damage: the damaged copy would be the one stock readers keep.
-    assert_eq!(s.stats().rewrites, 1);
-    assert_eq!(on_disk(&fs).len(), 11);
 }
 
 #[test]

@@ -1,0 +1,140 @@
+//! Memory of a lazily verified open: the store's per-entry checks fit in what the decoder charges
+//! each entry ([`ENTRY_COST`]), so an intact checked-1.1 file of the smallest entries a budget
+//! admits still opens lazily under twice its size plus a constant, the bound every open keeps.
+//! Measured with a counting global allocator that keeps the peak of the bytes live on the
+//! measuring thread.
+
+mod common;
+
+use mace_storage::format::{
+    self, EntryIn, Format, ValueKind, WriteParams, ENTRY_COST, MEMORY_SLACK,
+};
+use mace_storage::store::{Options, Store, Verify};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn add(n: isize) {
+    let _ = LIVE.try_with(|l| {
+        let now = l.get() + n;
+        l.set(now);
+        let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
+    });
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            add(l.size() as isize);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let p = unsafe { System.alloc_zeroed(l) };
+        if !p.is_null() {
+            add(l.size() as isize);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        add(-(l.size() as isize));
+        // SAFETY: forwarded as is.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let q = unsafe { System.realloc(p, l, new) };
+        if !q.is_null() {
+            // Counted as the new block before the old one is freed: a moving realloc has both.
+            add(new as isize);
+            add(-(l.size() as isize));
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Runs `f` and returns its result with the most bytes that were live at once during it, beyond
+/// what was live before.
+fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(base));
+    let r = f();
+    let peak = PEAK.with(Cell::get) - base;
+    (r, peak.max(0) as usize)
+}
+
+/// The bound every open keeps: twice the file plus a constant.
+fn bound(len: usize) -> usize {
+    2 * len + (MEMORY_SLACK as usize) + (1 << 20)
+}
+
+#[test]
+fn a_lazy_open_of_many_tiny_entries_stays_under_twice_the_file() {
+    let d = common::temp_dir("lazy-memory");
+    // Short keys and values, near the most entries the budget admits: per-entry costs dominate.
+    for (n, key_len, value_len) in [(3_500, 8, 0), (3_000, 24, 16), (2_000, 64, 2_000)] {
+        let keys: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let mut k = format!("{i:08}").into_bytes();
+                k.resize(key_len, b'k');
+                k
+            })
+            .collect();
+        let value = vec![7u8; value_len];
+        let entries: Vec<EntryIn> = keys
+            .iter()
+            .map(|k| EntryIn {
+                key: k,
+                value: &value,
+                kind: ValueKind::Bytes,
+            })
+            .collect();
+        let bytes = format::encode(Format::Checked11, &entries, WriteParams::next(0))
+            .unwrap()
+            .out
+            .to_vec();
+        // The lazy path is the one taken: every entry comes with a check.
+        let (_, checks) = format::decode_lazy(&bytes).unwrap();
+        assert!(checks.iter().all(Option::is_some));
+        let path = d.path().join("cache.bin");
+        std::fs::write(&path, &bytes).unwrap();
+        let len = bytes.len();
+        drop((bytes, checks));
+        let opts = Options {
+            read_only: true,
+            verify: Verify::Lazy,
+            ..Options::default()
+        };
+        let (store, peak) = peak_of(|| Store::open(&path, opts).unwrap());
+        eprintln!(
+            "{n} entries of {key_len} + {value_len} bytes: {len} bytes, lazy open peak {peak} \
+             ({:.2}x)",
+            peak as f64 / len as f64
+        );
+        assert_eq!(store.len(), n);
+        assert!(peak <= bound(len), "{peak} for {len} bytes");
+        // Each entry within what the decoder charged for it (the buffer aside), as eagerly.
+        let charged = n * (ENTRY_COST as usize + key_len) + (64 << 10);
+        assert!(
+            peak - len <= charged,
+            "{} bytes per entry",
+            (peak - len) / n
+        );
+        // Verifying them all allocates nothing more that stays.
+        let (got, _) = peak_of(|| keys.iter().filter(|k| store.get(k).is_some()).count());
+        assert_eq!(got, n);
+    }
+}

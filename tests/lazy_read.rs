@@ -1,0 +1,367 @@
+//! Lazily verified reads ([`Verify::Lazy`]): an intact checked-1.1 file's values are checksummed on
+//! first use, and every guarantee of an eager open still holds: a value that fails its checksum is
+//! never returned (it is missing, counted and dropped, and the next flush rewrites the file without
+//! it), every byte flip of a file reads the same lazily as eagerly, and a value read after the file
+//! changed or was replaced on disk comes from the file as it was opened.
+
+mod common;
+
+use mace_storage::ffi::{mace_storage_set_log_callback, MaceStorageLogLevel};
+use mace_storage::format::{self, PLATFORM_INFO_KEY};
+use mace_storage::io::sim::SimFs;
+use mace_storage::store::{Options, Store, Value, Verify};
+use std::collections::BTreeMap;
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
+
+const PATH: &str = "data/cache.bin";
+
+type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Bytes that occur nowhere else in the file (a xorshift stream seeded by `i`).
+fn value(i: usize, len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64 + 1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn key(i: usize) -> Vec<u8> {
+    format!("conv_2d_1x1 -DBIAS -DK{i}").into_bytes()
+}
+
+/// Options of a lazily verified store on the real filesystem.
+fn lazy() -> Options {
+    capture_log();
+    Options {
+        verify: Verify::Lazy,
+        ..Options::default()
+    }
+}
+
+fn open_sim(fs: &SimFs, verify: Verify) -> Store {
+    capture_log();
+    Store::open(
+        PATH,
+        Options {
+            fs: Arc::new(fs.clone()),
+            verify,
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+/// A committed checked-1.1 file: platform info and `n` binaries in one rewrite, then (if `append`)
+/// two more keys in an appended batch.
+fn committed(n: usize, append: bool) -> (SimFs, Map) {
+    let fs = SimFs::new();
+    fs.write_file("data/.keep", b"");
+    let s = open_sim(&fs, Verify::Lazy);
+    let mut want = Map::new();
+    let mut put = |k: Vec<u8>, v: Vec<u8>| {
+        s.put(&k, Value::copy_from(&v)).unwrap();
+        want.insert(k, v);
+    };
+    put(
+        PLATFORM_INFO_KEY.to_vec(),
+        b"PoCL, FULL_PROFILE, OpenCL 3.0".to_vec(),
+    );
+    for i in 0..n {
+        put(key(i), value(i, 40 + i * 31));
+    }
+    s.flush().unwrap();
+    if append {
+        for i in n..n + 2 {
+            put(key(i), value(i, 50 + i));
+        }
+        s.flush().unwrap();
+        assert_eq!(s.stats().appends, 1);
+    }
+    (fs, want)
+}
+
+/// Warnings logged about values that failed their checksum on first use, in this process.
+static FAILED_LOGGED: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_log(_level: MaceStorageLogLevel, msg: *const c_char, _user: *mut c_void) {
+    // SAFETY: the library passes a NUL-terminated string valid during the call.
+    let msg = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
+    if msg.contains("failed its checksum when first read") {
+        FAILED_LOGGED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts the library's warnings instead of printing them (thousands in the byte-flip test).
+fn capture_log() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        mace_storage_set_log_callback(
+            Some(count_log),
+            std::ptr::null_mut(),
+            MaceStorageLogLevel::MACE_STORAGE_LOG_WARNING,
+        )
+    });
+}
+
+fn contents(s: &Store) -> Map {
+    s.entries()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_vec()))
+        .collect()
+}
+
+/// Where `needle` is in `hay` (once).
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    let at = hay.windows(needle.len()).position(|w| w == needle).unwrap();
+    assert!(hay[at + 1..].windows(needle.len()).all(|w| w != needle));
+    at
+}
+
+#[test]
+fn an_intact_file_opens_with_its_values_unverified_and_each_verifies_on_get() {
+    let (fs, want) = committed(6, true);
+    let bytes = fs.read_file(PATH).unwrap();
+    let (d, checks) = format::decode_lazy(&bytes).unwrap();
+    assert!(d.damage.intact && d.checked.is_some());
+    assert_eq!(checks.len(), d.entries.len());
+    // Only the platform-info entry is verified at open.
+    for (e, c) in d.entries.iter().zip(&checks) {
+        let is_platform = &bytes[e.key.clone()] == PLATFORM_INFO_KEY;
+        assert_eq!(c.is_none(), is_platform);
+        assert!(c.as_ref().map_or(true, |c| c.verify(&bytes)));
+    }
+    // The same entries as the eager decoder.
+    let eager = format::decode(&bytes).unwrap();
+    assert_eq!(d.entries, eager.entries);
+    assert_eq!(d.checked, eager.checked);
+    let s = open_sim(&fs, Verify::Lazy);
+    assert!(s.report().damage.intact);
+    for (k, v) in &want {
+        assert_eq!(s.get(k).as_deref(), Some(&v[..]));
+    }
+    assert_eq!(contents(&s), want);
+    assert_eq!(s.stats().entries_failed_on_use, 0);
+}
+
+#[test]
+fn a_value_damaged_before_open_is_never_returned_and_the_next_flush_rewrites_without_it() {
+    let (fs, want) = committed(6, false);
+    let mut bytes = fs.read_file(PATH).unwrap();
+    let victim = key(3);
+    let at = find(&bytes, &want[&victim]) + 5;
+    bytes[at] ^= 0x40;
+    fs.write_file(PATH, &bytes);
+
+    let s = open_sim(&fs, Verify::Lazy);
+    // Not known at open: the framing is intact, only the value's own checksum can tell.
+    assert!(s.report().damage.intact);
+    assert_eq!(s.len(), want.len());
+    assert_eq!(s.get(&victim), None, "a damaged value was returned");
+    assert_eq!(s.get(&victim), None);
+    let st = s.stats();
+    assert_eq!((st.entries_failed_on_use, st.entries_dropped), (1, 1));
+    // Logged when found (other tests of this binary may log theirs meanwhile: at least one).
+    assert!(FAILED_LOGGED.load(Ordering::Relaxed) >= 1);
+    assert_eq!(s.len(), want.len() - 1);
+    let mut rest = want.clone();
+    rest.remove(&victim);
+    assert_eq!(contents(&s), rest);
+    // An eager open keeps exactly the same.
+    assert_eq!(contents(&open_sim(&fs, Verify::Eager)), rest);
+
+    // Adding a key would append to an intact file; this one is rewritten, without the damage.
+    s.put(b"new key", Value::copy_from(b"new value")).unwrap();
+    s.flush().unwrap();
+    assert_eq!((s.stats().appends, s.stats().rewrites), (0, 1));
+    rest.insert(b"new key".to_vec(), b"new value".to_vec());
+    let again = open_sim(&fs, Verify::Eager);
+    assert!(again.report().damage.intact, "{:?}", again.report().damage);
+    assert_eq!(contents(&again), rest);
+}
+
+#[test]
+fn entries_and_flush_verify_what_get_has_not() {
+    let (fs, want) = committed(5, false);
+    let mut bytes = fs.read_file(PATH).unwrap();
+    let victim = key(1);
+    let at = find(&bytes, &want[&victim]);
+    bytes[at] ^= 1;
+    fs.write_file(PATH, &bytes);
+    // A flush with nothing but new keys verifies every value first: no append over the damage.
+    let s = open_sim(&fs, Verify::Lazy);
+    s.put(b"k", Value::copy_from(b"v")).unwrap();
+    s.flush().unwrap();
+    assert_eq!((s.stats().appends, s.stats().rewrites), (0, 1));
+    assert_eq!(s.stats().entries_failed_on_use, 1);
+    let mut rest = want.clone();
+    rest.remove(&victim);
+    rest.insert(b"k".to_vec(), b"v".to_vec());
+    assert_eq!(contents(&open_sim(&fs, Verify::Eager)), rest);
+}
+
+/// Every single-bit flip at every byte of a file (a rewritten base and an appended batch): the lazy
+/// store returns, by `get` and by `entries`, exactly what an eager open keeps.
+#[test]
+fn every_byte_flip_reads_the_same_lazily_as_eagerly() {
+    let (fs0, want) = committed(4, true);
+    let bytes = fs0.read_file(PATH).unwrap();
+    let mut keys: Vec<Vec<u8>> = want.keys().cloned().collect();
+    keys.push(b"absent".to_vec());
+    let mut failed_on_use = 0;
+    for at in 0..bytes.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut b = bytes.clone();
+            b[at] ^= bit;
+            let fs = SimFs::new();
+            fs.write_file(PATH, &b);
+            let eager = open_sim(&fs.snapshot(), Verify::Eager);
+            let lazy = open_sim(&fs, Verify::Lazy);
+            let eagerly = contents(&eager);
+            let by_get: Map = keys
+                .iter()
+                .filter_map(|k| lazy.get(k).map(|v| (k.clone(), v.to_vec())))
+                .collect();
+            assert_eq!(by_get, eagerly, "flip {bit:#x} at {at}: get");
+            assert_eq!(contents(&lazy), eagerly, "flip {bit:#x} at {at}: entries");
+            for (k, v) in &by_get {
+                assert_eq!(want.get(k), Some(v), "flip {bit:#x} at {at}: a wrong value");
+            }
+            failed_on_use += lazy.stats().entries_failed_on_use;
+        }
+    }
+    // The lazy path was taken for the flips inside values and keys.
+    assert!(failed_on_use > 100, "{failed_on_use}");
+}
+
+/// A byte flipped on disk after open, before the value's first get: the value handed out is the
+/// one the file held when it was opened and verified against its checksum, never the damaged one.
+#[test]
+fn a_byte_flipped_on_disk_after_open_is_never_returned() {
+    use std::os::unix::fs::FileExt;
+    let (_dir, path) = common::temp_path("lazy-flip", "cache.bin");
+    let s = Store::open(&path, lazy()).unwrap();
+    let v = value(9, 3000);
+    s.put(PLATFORM_INFO_KEY, Value::copy_from(b"platform"))
+        .unwrap();
+    s.put(b"binary", Value::copy_from(&v)).unwrap();
+    s.put(b"other", Value::copy_from(b"x")).unwrap();
+    s.flush().unwrap();
+    drop(s);
+
+    let s = Store::open(&path, lazy()).unwrap();
+    let at = find(&std::fs::read(&path).unwrap(), &v) + 100;
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_at(&[v[100] ^ 0xff], at as u64).unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(s.get(b"binary").as_deref(), Some(&v[..]));
+    assert_eq!(s.stats().entries_failed_on_use, 0);
+    // A new open sees the damage, and drops the value.
+    let fresh = Store::open(&path, lazy()).unwrap();
+    assert_eq!(fresh.get(b"binary"), None);
+    assert_eq!(fresh.stats().entries_failed_on_use, 1);
+    assert_eq!(fresh.get(b"other").as_deref(), Some(&b"x"[..]));
+}
+
+/// A file replaced under an open store (renamed over its path by another writer): values not yet
+/// read still come from the file that was opened, and the next flush sees the new file and merges it.
+#[test]
+fn values_read_after_the_file_was_replaced_come_from_the_file_opened() {
+    let (_dir, path) = common::temp_path("lazy-replace", "cache.bin");
+    let write = |tag: u8| {
+        let s = Store::open(&path, lazy()).unwrap();
+        s.clear().unwrap();
+        s.put(PLATFORM_INFO_KEY, Value::copy_from(b"platform"))
+            .unwrap();
+        s.put(b"binary", Value::from_vec(vec![tag; 5000])).unwrap();
+        if tag == 2 {
+            s.put(b"theirs", Value::copy_from(b"t")).unwrap();
+        }
+        s.flush().unwrap();
+    };
+    write(1);
+    let s = Store::open(&path, lazy()).unwrap();
+    write(2); // an atomic replace: a new file renamed over the path
+    assert_eq!(s.get(b"binary").as_deref(), Some(&[1u8; 5000][..]));
+    assert_eq!(s.get(b"theirs"), None);
+    s.put(b"mine", Value::copy_from(b"m")).unwrap();
+    s.flush().unwrap();
+    assert_eq!(s.stats().merges, 1);
+    let now = Store::open(&path, lazy()).unwrap();
+    assert_eq!(now.get(b"binary").as_deref(), Some(&[2u8; 5000][..]));
+    assert_eq!(now.get(b"theirs").as_deref(), Some(&b"t"[..]));
+    assert_eq!(now.get(b"mine").as_deref(), Some(&b"m"[..]));
+}
+
+/// Threads getting the same damaged value at once: none returns it, and it is counted once.
+#[test]
+fn concurrent_first_gets_of_a_damaged_value_count_it_once() {
+    let (fs, want) = committed(3, false);
+    let mut bytes = fs.read_file(PATH).unwrap();
+    let victim = key(2);
+    let at = find(&bytes, &want[&victim]) + 3;
+    bytes[at] ^= 4;
+    fs.write_file(PATH, &bytes);
+    for _ in 0..20 {
+        let s = Arc::new(open_sim(&fs.snapshot(), Verify::Lazy));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (s, k) = (s.clone(), victim.clone());
+                std::thread::spawn(move || s.get(&k))
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), None);
+        }
+        assert_eq!(s.stats().entries_failed_on_use, 1);
+        assert_eq!(s.len(), want.len() - 1);
+    }
+}
+
+/// Stock files and checked-1.0 keep the eager path under `Verify::Lazy`: damage is found and
+/// reported at open exactly as an eager open reports it.
+#[test]
+fn other_formats_are_verified_at_open_under_lazy_too() {
+    use mace_storage::format::{EntryIn, Format, ValueKind, WriteParams};
+    let vals: Vec<(Vec<u8>, Vec<u8>)> = (0..6).map(|i| (key(i), value(i, 300))).collect();
+    let mut entries: Vec<EntryIn> = vals
+        .iter()
+        .map(|(k, v)| EntryIn {
+            key: k,
+            value: v,
+            kind: ValueKind::Bytes,
+        })
+        .collect();
+    entries.push(EntryIn {
+        key: PLATFORM_INFO_KEY,
+        value: b"platform",
+        kind: ValueKind::Bytes,
+    });
+    for f in [Format::Mace10, Format::Mace11, Format::Checked10] {
+        let mut b = format::encode(f, &entries, WriteParams::next(0))
+            .unwrap()
+            .out
+            .to_vec();
+        let at = find(&b, &vals[2].1) + 10;
+        b[at] ^= 0x20;
+        let fs = SimFs::new();
+        fs.write_file(PATH, &b);
+        let eager = open_sim(&fs.snapshot(), Verify::Eager);
+        let lazy = open_sim(&fs, Verify::Lazy);
+        let (e, l) = (&eager.report().damage, &lazy.report().damage);
+        assert_eq!(
+            (l.intact, l.entries_dropped),
+            (e.intact, e.entries_dropped),
+            "{f}"
+        );
+        assert_eq!(lazy.len(), eager.len(), "{f}");
+        assert_eq!(contents(&lazy), contents(&eager), "{f}");
+        assert_eq!(lazy.stats().entries_failed_on_use, 0, "{f}");
+    }
+}
