@@ -654,3 +654,31 @@ pub unsafe extern "C" fn mace_storage_key_is_program_binary(key: *const u8, key_
         None => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(key: &[u8]) -> i32 {
+        // SAFETY: `key` covers its length.
+        unsafe { mace_storage_key_is_program_binary(key.as_ptr(), key.len()) }
+    }
+
+    #[test]
+    fn key_classification_through_the_c_abi() {
+        assert_eq!(classify(b"conv2d_opencl_kernel -DIN=1"), 1);
+        assert_eq!(classify(crate::keys::PLATFORM_INFO_KEY), 0);
+        assert_eq!(classify(b"program_hash_ conv2d"), 0);
+        assert_eq!(classify(crate::keys::FINGERPRINT_KEY), 0);
+        // SAFETY: NULL with a length is the case the function refuses.
+        assert_eq!(
+            unsafe { mace_storage_key_is_program_binary(std::ptr::null(), 3) },
+            0
+        );
+        // SAFETY: NULL with length 0 is an empty key.
+        assert_eq!(
+            unsafe { mace_storage_key_is_program_binary(std::ptr::null(), 0) },
+            1
+        );
+    }
+}

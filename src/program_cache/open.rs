@@ -122,3 +122,32 @@ fn evict(store: &Store, key: &[u8]) -> bool {
     }
     removed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Value;
+
+    #[test]
+    fn a_guarded_open_registers_its_guard_and_a_plain_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let guarded = dir.path().join("guarded.bin");
+        let plain = dir.path().join("plain.bin");
+        let s = open_store(
+            &guarded,
+            OpenOptions {
+                crash_guard: Some(Duration::from_millis(500)),
+                ..OpenOptions::default()
+            },
+        )
+        .unwrap();
+        s.put(b"k", Value::copy_from(b"v")).unwrap();
+        s.flush().unwrap();
+        let _ = open_store(&plain, OpenOptions::default()).unwrap();
+        assert!(registry::mark(&guarded, b"k"));
+        assert_eq!(registry::stats(&guarded).unwrap().marks, 1);
+        assert!(registry::end(&guarded));
+        assert!(!registry::mark(&plain, b"k"));
+        assert!(registry::stats(&plain).is_none());
+    }
+}
