@@ -598,7 +598,7 @@ mod tests {
     fn markers(fs: &SimFs) -> usize {
         fs.list()
             .iter()
-            .filter(|p| p.to_string_lossy().contains(".inflight."))
+            .filter(|p| p.to_string_lossy().contains(&format!("{INFLIGHT}.")))
             .count()
     }
 
