@@ -17,6 +17,7 @@ fn generate() {
     let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("mace_storage.h");
     println!("cargo:rerun-if-changed=src/ffi");
+    println!("cargo:rerun-if-changed=src/log.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     let version = env::var("CARGO_PKG_VERSION").unwrap();
     let part = |v: &str| env::var(v).unwrap();

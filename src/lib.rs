@@ -3,5 +3,7 @@
 pub mod ffi;
 pub mod format;
 pub mod io;
+pub mod keys;
+pub mod log;
 pub mod program_cache;
 pub mod store;

@@ -3,11 +3,11 @@
 
 mod common;
 
-use mace_storage::ffi::opencl::{Context, Device, OpenCl, DEFAULT_LIBRARIES};
 use mace_storage::ffi::{
     mace_program_cache_close, mace_program_cache_guard_stats, mace_program_cache_open,
     mace_program_cache_stats, MaceProgramCacheStats, MaceStorageGuardStats, MaceStorageStatus,
 };
+use mace_storage::program_cache::opencl::{Context, Device, OpenCl, DEFAULT_LIBRARIES};
 use mace_storage::program_cache::{CacheOptions, ProgramCache};
 use std::path::{Path, PathBuf};
 use std::process::Command;

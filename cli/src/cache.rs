@@ -20,7 +20,7 @@ pub const QUEUE_WINDOW_KEY: &[u8] = b"MACE_OPENCL_QUEUE_WINDOW_SIZE";
 /// What every MACE OpenCL tuning key holds (`conv2d_1x1_opencl_kernel_1_224_224_32`, ...).
 const TUNING_KEY_PART: &[u8] = b"opencl_kernel";
 /// The prefix of MACE 1.1's source-hash keys in a program cache.
-pub const PROGRAM_HASH_PREFIX: &[u8] = b"program_hash_ ";
+pub use mace_storage::keys::PROGRAM_HASH_PREFIX;
 
 /// A cache file read and decoded.
 pub struct Input {

@@ -63,15 +63,12 @@ const uint32_t kGuardWindowMs = 2000;
 
 typedef std::map<std::string, std::vector<unsigned char>> Entries;
 
-bool StartsWith(const std::string &s, const char *prefix) {
-  return s.compare(0, std::char_traits<char>::length(prefix), prefix) == 0;
-}
-
 // Program binaries are what a driver loads; the metadata MACE checks them with is never evicted
-// (losing the platform-info entry would let MACE keep binaries unchecked).
+// (losing the platform-info entry would let MACE keep binaries unchecked). The library owns the
+// key names, so it answers.
 bool IsProgramBinary(const std::string &key) {
-  return !StartsWith(key, "mace_opencl_precompiled_") && !StartsWith(key, "program_hash_") &&
-         !StartsWith(key, "mace_storage_");
+  return mace_storage_key_is_program_binary(reinterpret_cast<const uint8_t *>(key.data()),
+                                            key.size()) != 0;
 }
 
 std::atomic<uint64_t> g_flush_failures(0);

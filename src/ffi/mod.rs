@@ -1,17 +1,27 @@
-//! The C ABI: the only module with `extern "C"`. Every entry point checks its pointers, catches
-//! panics (nothing unwinds into C or C++), and returns a status with stable numbers; the message of
-//! a failed call is kept per thread for `mace_storage_last_error`.
+//! The C ABI, and nothing else: pointers and lengths become slices and paths, Rust results become
+//! status codes (`error.rs`), and every call is passed on to the Rust API (`store`,
+//! `program_cache`, `log`, `keys`). Every entry point checks its pointers, catches panics (nothing
+//! unwinds into C or C++), and returns a status with stable numbers; the message of a failed call
+//! is kept per thread for `mace_storage_last_error`. No module outside `ffi` depends on it.
 
-pub mod opencl;
+mod error;
+mod guard;
 mod program_cache;
 mod storage;
 
+pub use guard::*;
 pub use program_cache::*;
 pub use storage::*;
+
+/// The OpenCL loader, now `crate::program_cache::opencl`; kept here for one release.
+pub use crate::program_cache::opencl;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::log;
 
 /// Result of every call. The numbers are stable forever; new codes are added above 7.
 #[repr(C)]
@@ -42,86 +52,12 @@ pub enum MaceStorageStatus {
 
 use MaceStorageStatus::*;
 
-/// Severity of a log message.
-#[repr(C)]
-#[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum MaceStorageLogLevel {
-    /// Details for debugging.
-    MACE_STORAGE_LOG_DEBUG = 0,
-    /// Normal events (a first start without a cache file).
-    MACE_STORAGE_LOG_INFO = 1,
-    /// Something was wrong and the library handled it; the message says what it did.
-    MACE_STORAGE_LOG_WARNING = 2,
-    /// An operation failed.
-    MACE_STORAGE_LOG_ERROR = 3,
-}
+pub use crate::log::MaceStorageLogLevel;
 
 /// Receives every message of the library: level, text (valid during the call), and the user pointer.
 pub type MaceStorageLogCallback = Option<
     extern "C" fn(level: MaceStorageLogLevel, message: *const c_char, user_data: *mut c_void),
 >;
-
-struct Sink {
-    callback: MaceStorageLogCallback,
-    user_data: usize,
-    min_level: MaceStorageLogLevel,
-}
-
-static SINK: parking_lot::RwLock<Sink> = parking_lot::RwLock::new(Sink {
-    callback: None,
-    user_data: 0,
-    min_level: MaceStorageLogLevel::MACE_STORAGE_LOG_INFO,
-});
-
-/// Sends a message to the log callback (by default stderr, or the Android log on Android).
-pub(crate) fn log(level: MaceStorageLogLevel, msg: &str) {
-    // The lock is released before the call: a callback may log or replace itself, and a callback
-    // that blocks holds up no other thread.
-    let (callback, user_data) = {
-        let sink = SINK.read();
-        if level < sink.min_level {
-            return;
-        }
-        (sink.callback, sink.user_data)
-    };
-    let text = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
-    match callback {
-        Some(cb) => cb(level, text.as_ptr(), user_data as *mut c_void),
-        None => default_log(level, &text),
-    }
-}
-
-#[cfg(target_os = "android")]
-fn default_log(level: MaceStorageLogLevel, text: &CStr) {
-    #[link(name = "log")]
-    extern "C" {
-        fn __android_log_write(prio: i32, tag: *const c_char, text: *const c_char) -> i32;
-    }
-    // ANDROID_LOG_DEBUG = 3, INFO = 4, WARN = 5, ERROR = 6.
-    let prio = level as i32 + 3;
-    // SAFETY: both strings are NUL-terminated and live for the duration of the call.
-    unsafe { __android_log_write(prio, c"mace-storage".as_ptr(), text.as_ptr()) };
-}
-
-#[cfg(not(target_os = "android"))]
-fn default_log(level: MaceStorageLogLevel, text: &CStr) {
-    let tag = match level {
-        MaceStorageLogLevel::MACE_STORAGE_LOG_DEBUG => "debug",
-        MaceStorageLogLevel::MACE_STORAGE_LOG_INFO => "info",
-        MaceStorageLogLevel::MACE_STORAGE_LOG_WARNING => "warning",
-        MaceStorageLogLevel::MACE_STORAGE_LOG_ERROR => "error",
-    };
-    // One write for the whole line: `eprintln!` writes its pieces separately, and the app's own
-    // output (MACE's logging) then lands in the middle of the line.
-    let line = format!("mace-storage {tag}: {}\n", text.to_string_lossy());
-    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
-}
-
-/// Logs a warning: something was wrong and the library handled it (the text says how).
-pub(crate) fn warn(msg: &str) {
-    log(MaceStorageLogLevel::MACE_STORAGE_LOG_WARNING, msg);
-}
 
 /// Routes the library's messages to `callback` (NULL restores the default: stderr, or the Android
 /// log) for messages at `min_level` and above; `user_data` is passed back on every call.
@@ -131,12 +67,15 @@ pub extern "C" fn mace_storage_set_log_callback(
     user_data: *mut c_void,
     min_level: MaceStorageLogLevel,
 ) {
+    let user_data = user_data as usize;
     let _ = catch_unwind(|| {
-        *SINK.write() = Sink {
-            callback,
-            user_data: user_data as usize,
-            min_level,
-        };
+        let receiver = callback.map(|cb| {
+            Arc::new(move |level, msg: &str| {
+                let text = log::c_text(msg);
+                cb(level, text.as_ptr(), user_data as *mut c_void)
+            }) as Arc<log::SinkFn>
+        });
+        log::set_sink(receiver, min_level);
     });
 }
 
@@ -154,7 +93,7 @@ pub unsafe extern "C" fn mace_storage_log(level: MaceStorageLogLevel, message: *
     let text = unsafe { CStr::from_ptr(message) }
         .to_string_lossy()
         .into_owned();
-    let _ = catch_unwind(|| log(level, &text));
+    let _ = catch_unwind(|| log::log(level, &text));
 }
 
 thread_local! {
@@ -164,7 +103,7 @@ thread_local! {
 
 /// Records `msg` as this thread's last error, on `handle`.
 pub(crate) fn set_error(handle: usize, msg: &str) {
-    let text = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
+    let text = log::c_text(msg);
     LAST_ERROR.with(|e| *e.borrow_mut() = (handle, text));
 }
 
@@ -261,40 +200,6 @@ pub(crate) unsafe fn c_path(ptr: *const c_char) -> Option<std::path::PathBuf> {
     // SAFETY: the caller passes a NUL-terminated string.
     let b = unsafe { CStr::from_ptr(ptr) }.to_bytes();
     Some(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(b)))
-}
-
-/// The OS build identity: `MACE_STORAGE_OS_BUILD_ID` if set, else Android's `ro.build.fingerprint`;
-/// `None` elsewhere.
-pub(crate) fn os_build_id() -> Option<String> {
-    if let Ok(v) = std::env::var("MACE_STORAGE_OS_BUILD_ID") {
-        return Some(v);
-    }
-    android_build_fingerprint()
-}
-
-#[cfg(target_os = "android")]
-fn android_build_fingerprint() -> Option<String> {
-    extern "C" {
-        fn __system_property_get(name: *const c_char, value: *mut c_char) -> i32;
-    }
-    // PROP_VALUE_MAX is 92 bytes.
-    let mut buf = [0 as c_char; 92];
-    // SAFETY: a NUL-terminated name and a buffer of PROP_VALUE_MAX bytes, as the API requires.
-    let n = unsafe { __system_property_get(c"ro.build.fingerprint".as_ptr(), buf.as_mut_ptr()) };
-    if n <= 0 {
-        return None;
-    }
-    // SAFETY: the property API NUL-terminates what it wrote into `buf`.
-    Some(
-        unsafe { CStr::from_ptr(buf.as_ptr()) }
-            .to_string_lossy()
-            .into_owned(),
-    )
-}
-
-#[cfg(not(target_os = "android"))]
-fn android_build_fingerprint() -> Option<String> {
-    None
 }
 
 /// The library version, "MAJOR.MINOR.PATCH" (the header's `MACE_STORAGE_VERSION` must match it).

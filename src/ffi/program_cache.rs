@@ -1,14 +1,14 @@
 //! The OpenCL program cache through the C ABI. OpenCL handles travel as `void *` so the header
 //! needs no OpenCL headers.
 
-use super::opencl::{Context, Device};
+use super::error::fail;
 use super::{
     bytes, c_path, free_box, guard, invalid, set_error, with_handle, MaceStorageStatus,
     MaceStorageValue,
 };
 use crate::io::posix::PosixFs;
+use crate::program_cache::opencl::{Context, Device};
 use crate::program_cache::{self, CacheError, CacheOptions, ProgramCache, ReusePolicy};
-use crate::store::Error;
 use std::ffi::{c_char, c_void, CStr};
 use MaceStorageStatus::*;
 
@@ -64,18 +64,6 @@ pub struct MaceProgramCacheStats {
 unsafe fn text(p: *const c_char) -> Option<String> {
     // SAFETY: per the contract.
     (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
-}
-
-fn fail(h: usize, e: &CacheError) -> MaceStorageStatus {
-    set_error(h, &e.to_string());
-    match e {
-        CacheError::NoOpenCl(_) => MACE_STORAGE_NO_OPENCL,
-        CacheError::BuildFailed(_) => MACE_STORAGE_BUILD_FAILED,
-        CacheError::Cl(_) => MACE_STORAGE_INVALID_ARGUMENT,
-        CacheError::Store(Error::Io { .. }) => MACE_STORAGE_IO_ERROR,
-        CacheError::Store(Error::ReadOnly) => MACE_STORAGE_READ_ONLY,
-        CacheError::Store(Error::Encode(_)) => MACE_STORAGE_INVALID_ARGUMENT,
-    }
 }
 
 /// Opens the program cache at `path`: evicts the binary a crashed previous run left in the driver,
@@ -379,7 +367,7 @@ pub unsafe extern "C" fn mace_program_cache_reset(path: *const c_char) -> MaceSt
         };
         match program_cache::set_aside(&PosixFs, &p) {
             Ok(to) => {
-                super::warn(&format!(
+                crate::log::warn(&format!(
                     "program cache reset: moved {} to {}; programs are rebuilt from source",
                     p.display(),
                     to.display()

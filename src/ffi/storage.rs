@@ -1,16 +1,14 @@
 //! The key-value store through the C ABI.
 
+use super::error::fail;
 use super::{
-    bytes, c_path, free_box, guard, invalid, last_error, log, set_error, with_handle,
+    bytes, c_path, free_box, guard, invalid, last_error, set_error, with_handle,
     MaceStorageLogLevel, MaceStorageStatus,
 };
-use crate::format::Format;
-use crate::program_cache::{self, Guard};
+use crate::log::log;
+use crate::program_cache::{self, OpenOptions};
 use crate::store::{Error, Options, Report, Store, Value};
-use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use MaceStorageLogLevel::*;
@@ -46,18 +44,6 @@ pub enum MaceStorageFormat {
     MACE_STORAGE_FORMAT_CHECKED_1_1 = 4,
     /// Report only: a 0-byte file.
     MACE_STORAGE_FORMAT_EMPTY = 5,
-}
-
-impl MaceStorageFormat {
-    fn of(f: Format) -> Self {
-        match f {
-            Format::Mace10 => Self::MACE_STORAGE_FORMAT_MACE_1_0,
-            Format::Mace11 => Self::MACE_STORAGE_FORMAT_MACE_1_1,
-            Format::Checked10 => Self::MACE_STORAGE_FORMAT_CHECKED_1_0,
-            Format::Checked11 => Self::MACE_STORAGE_FORMAT_CHECKED_1_1,
-            Format::Empty => Self::MACE_STORAGE_FORMAT_EMPTY,
-        }
-    }
 }
 
 /// How to open a store. A zeroed struct (or a NULL pointer) means the defaults.
@@ -161,20 +147,6 @@ fn bad_bytes(name: &str, ptr: *const u8, len: usize) -> Option<String> {
     }
 }
 
-fn status_of(e: &Error) -> MaceStorageStatus {
-    match e {
-        e if e.is_busy() => MACE_STORAGE_BUSY,
-        Error::Io { .. } => MACE_STORAGE_IO_ERROR,
-        Error::ReadOnly => MACE_STORAGE_READ_ONLY,
-        Error::Encode(_) => MACE_STORAGE_INVALID_ARGUMENT,
-    }
-}
-
-fn fail(handle: usize, e: &Error) -> MaceStorageStatus {
-    set_error(handle, &e.to_string());
-    status_of(e)
-}
-
 /// Logs what an open found, at the level it deserves: a first start is news, damage is a warning
 /// that says what was done about it.
 fn log_report(path: &str, r: &Report) {
@@ -224,7 +196,7 @@ fn log_report(path: &str, r: &Report) {
 }
 
 fn notes_of(r: &Report) -> CString {
-    CString::new(r.damage.notes.join("\n").replace('\0', "\\0")).unwrap_or_default()
+    crate::log::c_text(&r.damage.notes.join("\n"))
 }
 
 fn boxed(store: Store) -> *mut MaceStorage {
@@ -259,20 +231,13 @@ pub unsafe extern "C" fn mace_storage_open(
         }
         // SAFETY: `options` is NULL or points to a valid struct per the contract.
         let o = unsafe { options.as_ref() }.copied().unwrap_or_default();
-        let format = match o.format {
-            0 => Format::Checked11,
-            1 => Format::Mace10,
-            2 => Format::Mace11,
-            3 => Format::Checked10,
-            4 => Format::Checked11,
-            other => {
-                return invalid(
-                    0,
-                    &format!("options.format {other} is not a writable format"),
-                )
-            }
+        let Some(format) = MaceStorageFormat::writable(o.format) else {
+            return invalid(
+                0,
+                &format!("options.format {} is not a writable format", o.format),
+            );
         };
-        let mut opts = Options {
+        let mut store = Options {
             format,
             read_only: o.read_only != 0,
             lock_timeout: match o.lock_timeout_ms {
@@ -283,24 +248,17 @@ pub unsafe extern "C" fn mace_storage_open(
             ..Options::default()
         };
         if o.max_file_mib != 0 {
-            opts.max_file_len = u64::from(o.max_file_mib) << 20;
+            store.max_file_len = u64::from(o.max_file_mib) << 20;
         }
-        let opened = if o.crash_guard_ms > 0 && o.read_only == 0 {
-            program_cache::open_guarded(&p, opts).map(|g| {
-                register_guard(&p, g.guard, o.crash_guard_ms);
-                g.store
-            })
-        } else {
-            Store::open(&p, opts)
-        };
-        let opened = opened.and_then(|store| {
-            if o.check_os_build != 0 && o.read_only == 0 {
-                if let Some(id) = super::os_build_id() {
-                    program_cache::check_os_build(&store, &id)?;
-                }
-            }
-            Ok(store)
-        });
+        let opened = program_cache::open_store(
+            &p,
+            OpenOptions {
+                store,
+                crash_guard: (o.crash_guard_ms > 0)
+                    .then(|| Duration::from_millis(u64::from(o.crash_guard_ms))),
+                check_os_build: o.check_os_build != 0,
+            },
+        );
         match opened {
             Ok(store) => {
                 if o.quiet == 0 {
@@ -682,194 +640,45 @@ pub unsafe extern "C" fn mace_storage_for_each(
     })
 }
 
-/// Guards opened with `crash_guard_ms`, by path, for the life of the process (the drop-in closes its
-/// store after each call but marks binaries between calls), with the process that opened them.
-static GUARDS: Mutex<Option<GuardRegistry>> = Mutex::new(None);
-
-/// Each guarded cache's guard and mark window in milliseconds, by path.
-type GuardRegistry = HashMap<PathBuf, (Arc<Guard>, u32, u32)>;
-
-/// Keeps one guard per cache and process: a later open of the same cache adds what its scan found
-/// to the registered guard, so marks of this process stay in one marker.
-fn register_guard(path: &Path, guard: Arc<Guard>, ms: u32) {
-    let pid = std::process::id();
-    let mut guards = GUARDS.lock();
-    let map = guards.get_or_insert_with(HashMap::new);
-    match map.get_mut(path) {
-        Some((g, window, owner)) if *owner == pid => {
-            g.adopt(&guard);
-            *window = ms;
-        }
-        _ => {
-            map.insert(path.to_path_buf(), (guard, ms, pid));
-        }
-    }
-    drop(guards);
-    at_exit_end_marks();
-}
-
-/// Registers, once per process image, the `atexit` handler that ends this process's marks: a
-/// normal exit right after the driver got a binary is no crash.
-fn at_exit_end_marks() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static REGISTERED: AtomicBool = AtomicBool::new(false);
-    extern "C" fn end_all() {
-        let _ = std::panic::catch_unwind(|| {
-            let pid = std::process::id();
-            let guards: Vec<Arc<Guard>> = GUARDS
-                .lock()
-                .as_ref()
-                .map(|m| {
-                    m.values()
-                        .filter(|e| e.2 == pid)
-                        .map(|e| Arc::clone(&e.0))
-                        .collect()
-                })
-                .unwrap_or_default();
-            for g in guards {
-                g.close();
-            }
-        });
-    }
-    // Inherited by forked children with the handler itself; `end_all` only closes its own guards.
-    if !REGISTERED.swap(true, Ordering::SeqCst) {
-        // SAFETY: `end_all` is a valid `extern "C" fn()` that never unwinds.
-        unsafe { libc::atexit(end_all) };
-    }
-}
-
-/// This process's guard of the cache at `path`, if a guarded open of it happened here.
-fn registered(path: &Path) -> Option<(Arc<Guard>, u32)> {
-    let pid = std::process::id();
-    GUARDS.lock().as_ref().and_then(|m| {
-        m.get(path)
-            .filter(|e| e.2 == pid)
-            .map(|e| (Arc::clone(&e.0), e.1))
-    })
-}
-
-/// Marks the entry `key` of the cache at `path` as being handed to the driver now: if the process
-/// dies before its next `mace_storage_guard_mark` or `mace_storage_guard_end` on this cache, before
-/// it exits normally, and within the `crash_guard_ms` the cache was opened with, the next open with
-/// the guard evicts the entry. Costs one small write, no fsync. `MACE_STORAGE_NOT_FOUND` if no
-/// guarded open of `path` happened in this process.
+/// Non-zero if `key` (`key_len` bytes) holds a program binary, 0 for the metadata that vouches for
+/// binaries (MACE's platform info and GPU name, this library's fingerprint and OS build, source
+/// hashes): the MACE drop-in marks only binaries in flight. NULL with a non-zero length: 0.
 ///
 /// # Safety
-/// `path` is NULL or NUL-terminated; `key` covers `key_len` bytes.
+/// `key` covers `key_len` bytes (or `key_len` is 0).
 #[no_mangle]
-pub unsafe extern "C" fn mace_storage_guard_mark(
-    path: *const c_char,
-    key: *const u8,
-    key_len: usize,
-) -> MaceStorageStatus {
-    guard(0, || {
-        // SAFETY: per the contract.
-        let (Some(p), Some(k)) = (unsafe { c_path(path) }, unsafe { bytes(key, key_len) }) else {
-            return invalid(0, "path is NULL, or key is NULL with a non-zero length");
-        };
-        match registered(&p) {
-            Some((g, ms)) => {
-                g.mark_for(k, Duration::from_millis(u64::from(ms)));
-                MACE_STORAGE_OK
-            }
-            None => MACE_STORAGE_NOT_FOUND,
-        }
-    })
-}
-
-/// Ends this process's mark on the cache at `path`, if one stands: the driver returned (the caller
-/// got control back). No I/O when nothing is marked. `MACE_STORAGE_NOT_FOUND` if no guarded open of
-/// `path` happened in this process.
-///
-/// # Safety
-/// `path` is NULL or NUL-terminated.
-#[no_mangle]
-pub unsafe extern "C" fn mace_storage_guard_end(path: *const c_char) -> MaceStorageStatus {
-    guard(0, || {
-        // SAFETY: per the contract.
-        let Some(p) = (unsafe { c_path(path) }) else {
-            return invalid(0, "path is NULL");
-        };
-        match registered(&p) {
-            Some((g, _)) => {
-                g.end();
-                MACE_STORAGE_OK
-            }
-            None => MACE_STORAGE_NOT_FOUND,
-        }
-    })
-}
-
-/// What a crash-loop guard did, for `mace_storage_guard_stats` and `mace_program_cache_guard_stats`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MaceStorageGuardStats {
-    /// Marks found from processes that died with a binary in the driver (each consumed once).
-    pub dead_marks: u64,
-    /// Entries evicted because such a mark named them.
-    pub evictions: u64,
-    /// Marks found from processes still running, left alone (crashes not imagined).
-    pub live_marks: u64,
-    /// Binaries this process marked in flight.
-    pub marks: u64,
-    /// Marks ended because the driver evidently returned (the next call, a close, a normal exit).
-    pub ended_early: u64,
-    /// Marks ended only because their window passed.
-    pub ended_by_window: u64,
-    /// Consecutive starts that found a crash, as this process last knew it.
-    pub unclean_starts: u32,
-    /// How this process's marker shows it alive: 0 no marker yet, 1 the kernel's lock on it,
-    /// 2 process id plus start time (no lock on this filesystem).
-    pub liveness: i32,
-    /// Zero. Room for counters to come without changing the struct's size.
-    pub reserved: [u64; 4],
-}
-
-impl From<program_cache::GuardStats> for MaceStorageGuardStats {
-    fn from(s: program_cache::GuardStats) -> Self {
-        MaceStorageGuardStats {
-            dead_marks: s.dead_marks,
-            evictions: s.evictions,
-            live_marks: s.live_marks,
-            marks: s.marks,
-            ended_early: s.ended_early,
-            ended_by_window: s.ended_by_window,
-            unclean_starts: s.unclean_starts,
-            liveness: match s.liveness {
-                program_cache::Liveness::None => 0,
-                program_cache::Liveness::Lock => 1,
-                program_cache::Liveness::StartTime => 2,
-            },
-            reserved: [0; 4],
-        }
+pub unsafe extern "C" fn mace_storage_key_is_program_binary(key: *const u8, key_len: usize) -> i32 {
+    // SAFETY: `key` covers `key_len` bytes per the contract.
+    match unsafe { bytes(key, key_len) } {
+        Some(k) => i32::from(crate::keys::is_program_binary(k)),
+        None => 0,
     }
 }
 
-/// Fills `*out` with what this process's guard of the cache at `path` did (the guarded opens of it,
-/// the marks). `MACE_STORAGE_NOT_FOUND` if no guarded open of `path` happened in this process.
-///
-/// # Safety
-/// `path` is NULL or NUL-terminated; `out` is NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn mace_storage_guard_stats(
-    path: *const c_char,
-    out: *mut MaceStorageGuardStats,
-) -> MaceStorageStatus {
-    guard(0, || {
-        // SAFETY: per the contract.
-        let Some(p) = (unsafe { c_path(path) }) else {
-            return invalid(0, "path is NULL");
-        };
-        if out.is_null() {
-            return invalid(0, "out is NULL");
-        }
-        match registered(&p) {
-            Some((g, _)) => {
-                // SAFETY: `out` is non-NULL and writable per the contract.
-                unsafe { *out = g.stats().into() };
-                MACE_STORAGE_OK
-            }
-            None => MACE_STORAGE_NOT_FOUND,
-        }
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(key: &[u8]) -> i32 {
+        // SAFETY: `key` covers its length.
+        unsafe { mace_storage_key_is_program_binary(key.as_ptr(), key.len()) }
+    }
+
+    #[test]
+    fn key_classification_through_the_c_abi() {
+        assert_eq!(classify(b"conv2d_opencl_kernel -DIN=1"), 1);
+        assert_eq!(classify(crate::keys::PLATFORM_INFO_KEY), 0);
+        assert_eq!(classify(b"program_hash_ conv2d"), 0);
+        assert_eq!(classify(crate::keys::FINGERPRINT_KEY), 0);
+        // SAFETY: NULL with a length is the case the function refuses.
+        assert_eq!(
+            unsafe { mace_storage_key_is_program_binary(std::ptr::null(), 3) },
+            0
+        );
+        // SAFETY: NULL with length 0 is an empty key.
+        assert_eq!(
+            unsafe { mace_storage_key_is_program_binary(std::ptr::null(), 0) },
+            1
+        );
+    }
 }

@@ -12,7 +12,7 @@
 //! Consecutive starts that found a crash are counted in `<cache>.inflight`, to set a crash-looping
 //! cache aside.
 
-use crate::io::side_files::DEFAULT_LOCK_TIMEOUT;
+use crate::io::side_files::{DEFAULT_LOCK_TIMEOUT, INFLIGHT, LOCK};
 use crate::io::{parent_dir, sibling, FileHandle, Fs, LockKind, ProcessLock};
 use parking_lot::{Condvar, Mutex};
 use std::ffi::OsString;
@@ -241,7 +241,7 @@ impl Guard {
 
     /// The file counting consecutive crashed starts; markers are `<this>.<pid>-<start>-<n>`.
     pub fn path(&self) -> PathBuf {
-        sibling(&self.cache, ".inflight")
+        sibling(&self.cache, INFLIGHT)
     }
 
     /// The path of this process's marker, once a mark was made.
@@ -283,7 +283,7 @@ impl Guard {
         let start = process_start_time(pid).unwrap_or(0);
         let boot = boot_id();
         let n = MARKER_SEQ.fetch_add(1, Ordering::Relaxed);
-        let path = sibling(&self.cache, &format!(".inflight.{pid}-{start}-{n}"));
+        let path = sibling(&self.cache, &format!("{INFLIGHT}.{pid}-{start}-{n}"));
         // Empty until locked; an opener meanwhile tells it by its name's pid and start time.
         let mut handle = self.fs.create(&path)?;
         // The lock every other process's `try_lock` of this marker meets; nobody else waits on it.
@@ -322,7 +322,7 @@ impl Guard {
                 }
                 Err(e) => {
                     s.broken = true;
-                    crate::ffi::warn(&format!(
+                    crate::log::warn(&format!(
                         "cannot make the crash-loop guard's marker next to {} ({e}): the cache works unguarded",
                         self.cache.display()
                     ));
@@ -379,7 +379,7 @@ impl Guard {
         if healthy && s.unclean > 0 {
             s.unclean = 0;
             s.stats.unclean_starts = 0;
-            let lock_path = sibling(&self.cache, ".lock");
+            let lock_path = sibling(&self.cache, LOCK);
             let _lock = self.fs.lock(&lock_path, Some(DEFAULT_LOCK_TIMEOUT));
             write_count(&*self.fs, &self.path(), 0);
         }
@@ -442,11 +442,11 @@ fn write_count(fs: &dyn Fs, path: &Path, unclean: u32) {
 /// Under the cache's lock: reads the crash count, consumes the markers of dead processes, returns
 /// the keys they died with and the count after this start.
 fn scan(fs: &dyn Fs, cache: &Path, stats: &mut GuardStats) -> (Vec<Vec<u8>>, u32) {
-    let lock_path = sibling(cache, ".lock");
+    let lock_path = sibling(cache, LOCK);
     // Without the lock, each marker is still consumed once (by whoever unlinks it).
     // A holder stopped for longer than the timeout leaves the scan to go on unlocked.
     let _lock = fs.lock(&lock_path, Some(DEFAULT_LOCK_TIMEOUT)).ok();
-    let count_path = sibling(cache, ".inflight");
+    let count_path = sibling(cache, INFLIGHT);
     let previous = fs
         .read(&count_path)
         .ok()
@@ -457,7 +457,8 @@ fn scan(fs: &dyn Fs, cache: &Path, stats: &mut GuardStats) -> (Vec<Vec<u8>>, u32
     let prefix = match cache.file_name() {
         Some(n) => {
             let mut p = n.to_owned();
-            p.push(".inflight.");
+            p.push(INFLIGHT);
+            p.push(".");
             p
         }
         None => return (vec![], previous),
@@ -475,7 +476,7 @@ fn scan(fs: &dyn Fs, cache: &Path, stats: &mut GuardStats) -> (Vec<Vec<u8>>, u32
         let Some((pid, start)) = name.strip_prefix(&prefix).and_then(parse_marker_name) else {
             continue;
         };
-        let path = sibling(cache, &name[prefix.len() - ".inflight.".len()..]);
+        let path = sibling(cache, &name[prefix.len() - INFLIGHT.len() - 1..]);
         let lock = match fs.try_lock(&path) {
             Ok(l) => l,
             Err(_) => continue,
@@ -597,7 +598,7 @@ mod tests {
     fn markers(fs: &SimFs) -> usize {
         fs.list()
             .iter()
-            .filter(|p| p.to_string_lossy().contains(".inflight."))
+            .filter(|p| p.to_string_lossy().contains(&format!("{INFLIGHT}.")))
             .count()
     }
 

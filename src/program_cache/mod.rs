@@ -5,24 +5,30 @@
 
 pub mod fingerprint;
 pub mod guard;
+pub mod open;
+pub mod opencl;
+pub mod os_build;
+pub mod registry;
 
 pub use fingerprint::{source_hash, Fingerprint, ReusePolicy};
 pub use guard::{Guard, GuardStats, Liveness, Recovery};
+pub use open::{open_guarded, open_store, set_aside, Guarded, OpenOptions};
+pub use os_build::{check_os_build, os_build_id, OS_BUILD_KEY};
 
-use crate::ffi::opencl::{ClError, Context, Device, OpenCl, Program, DEFAULT_LIBRARIES};
-use crate::format::PLATFORM_INFO_KEY;
-use crate::io::{posix::PosixFs, sibling, Fs};
+use crate::io::{posix::PosixFs, Fs};
+pub use crate::keys::FINGERPRINT_KEY;
+use crate::keys::{program_hash_key, PLATFORM_INFO_KEY};
+use crate::log::warn;
 use crate::store::{self, Options, Store, Value};
+use opencl::{ClError, Context, Device, OpenCl, Program, DEFAULT_LIBRARIES};
 use opencl_sys::*;
 use parking_lot::Mutex;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-/// The key holding the fingerprint the cached binaries were built under.
-pub const FINGERPRINT_KEY: &[u8] = b"mace_storage_fingerprint";
 /// Consecutive crashes with a binary in the driver after which the whole cache is set aside.
 pub const CRASH_LOOP_LIMIT: u32 = 3;
 
@@ -121,15 +127,8 @@ pub fn entry_keys(program_key: &str, options: &str) -> (Vec<u8>, Vec<u8>) {
     } else {
         format!("{program_key} {options}")
     };
-    let h = format!("program_hash_ {k}");
-    (k.into_bytes(), h.into_bytes())
-}
-
-/// Moves a cache file aside as `<path>.crashloop` so the next start rebuilds locally.
-pub fn set_aside(fs: &dyn Fs, path: &Path) -> std::io::Result<PathBuf> {
-    let to = sibling(path, ".crashloop");
-    fs.rename(path, &to)?;
-    Ok(to)
+    let h = program_hash_key(k.as_bytes());
+    (k.into_bytes(), h)
 }
 
 impl ProgramCache {
@@ -216,7 +215,7 @@ impl ProgramCache {
             let n = self.store.len() as u64;
             self.store.clear().map_err(CacheError::Store)?;
             bump(&self.counters.invalidated, n);
-            crate::ffi::warn(&format!(
+            warn(&format!(
                 "{why}: dropped {n} cached entries of {}; programs are rebuilt from source and cached again",
                 self.store.path().display()
             ));
@@ -244,7 +243,7 @@ impl ProgramCache {
     /// Flushes; a failure only costs the next start a rebuild, so it is logged, not returned.
     fn flush_logged(&self) {
         if let Err(e) = self.store.flush() {
-            crate::ffi::warn(&format!(
+            warn(&format!(
                 "{e}: the program cache was not saved; this run is unaffected and the next flush retries"
             ));
         }
@@ -312,7 +311,7 @@ impl ProgramCache {
                     bump(&self.counters.rejected, 1);
                     let _ = (self.store.remove(&k), self.store.remove(&h));
                     self.flush_logged();
-                    crate::ffi::warn(&format!(
+                    warn(&format!(
                         "the OpenCL driver rejected the cached binary of {key:?} ({e}): evicted it and built from source"
                     ));
                 }
@@ -331,7 +330,7 @@ impl ProgramCache {
                 self.put(&h, source_hash(source, options).into_bytes())?;
                 self.flush_logged();
             }
-            _ => crate::ffi::warn(&format!(
+            _ => warn(&format!(
                 "the driver gave no binary for {key:?}: it is not cached"
             )),
         }
@@ -365,105 +364,4 @@ impl Drop for ProgramCache {
         // A clean close is not a crash: nothing is in flight.
         self.guard.clear(false);
     }
-}
-
-/// A store opened behind the crash-loop guard.
-pub struct Guarded {
-    /// The store.
-    pub store: Store,
-    /// The guard, to mark binaries in flight.
-    pub guard: Arc<Guard>,
-    /// How many entries crashed processes left in the driver were evicted.
-    pub evicted: u64,
-    /// Where a crash-looping cache was moved.
-    pub set_aside: Option<PathBuf>,
-}
-
-/// Opens `path` after undoing what crashed processes left: each entry that was in the driver when
-/// its process died is evicted (and logged once), and after `CRASH_LOOP_LIMIT` starts in a row that
-/// found such a death the whole file is set aside.
-pub fn open_guarded(path: &Path, opts: Options) -> Result<Guarded, store::Error> {
-    let (guard, recovery) = Guard::open(Arc::clone(&opts.fs), path);
-    let mut set_aside_to = None;
-    if recovery.unclean_starts >= CRASH_LOOP_LIMIT {
-        if let Ok(to) = set_aside(&*opts.fs, path) {
-            crate::ffi::warn(&format!(
-                "the app died {} times in a row with a cached binary in the OpenCL driver: moved the cache to {} \
-                 so this start builds from source",
-                recovery.unclean_starts,
-                to.display()
-            ));
-            set_aside_to = Some(to);
-        }
-        guard.clear(true);
-    }
-    let store = Store::open(path, opts)?;
-    let mut evicted = 0;
-    if set_aside_to.is_none() {
-        for key in &recovery.in_flight {
-            if evict(&store, key) {
-                evicted += 1;
-                crate::ffi::warn(&format!(
-                    "a process died while the OpenCL driver loaded the cached binary {:?} of {} (its mark is held by \
-                     no running process): evicted it, so it is rebuilt from source",
-                    String::from_utf8_lossy(key),
-                    path.display()
-                ));
-            }
-        }
-    }
-    guard.count_evictions(evicted);
-    Ok(Guarded {
-        store,
-        guard,
-        evicted,
-        set_aside: set_aside_to,
-    })
-}
-
-/// The key recording the OS build the cached binaries were built under.
-pub const OS_BUILD_KEY: &[u8] = b"mace_storage_os_build_id";
-
-/// Drops every entry if the OS build recorded in `store` differs from `current` (an OTA may have
-/// changed the driver), and records `current`; returns how many entries were dropped.
-pub fn check_os_build(store: &Store, current: &str) -> Result<u64, store::Error> {
-    let recorded = store.get(OS_BUILD_KEY);
-    if recorded.as_deref() == Some(current.as_bytes()) {
-        return Ok(0);
-    }
-    let mut dropped = 0;
-    if let Some(old) = recorded {
-        dropped = store.len() as u64 - 1;
-        store.clear()?;
-        crate::ffi::warn(&format!(
-            "the OS build changed ({:?} -> {current:?}): dropped {dropped} cached entries of {}, which are \
-             rebuilt from source",
-            String::from_utf8_lossy(&old),
-            store.path().display()
-        ));
-    }
-    store.put(OS_BUILD_KEY, Value::copy_from(current.as_bytes()))?;
-    // Recorded now, so an update before the app's first flush is still seen.
-    if let Err(e) = store.flush() {
-        crate::ffi::warn(&format!(
-            "{e}: the OS build could not be recorded yet; the next flush records it"
-        ));
-    }
-    Ok(dropped)
-}
-
-/// Removes a program binary (and its source hash) and commits the removal; true if it was there.
-fn evict(store: &Store, key: &[u8]) -> bool {
-    let mut h = b"program_hash_ ".to_vec();
-    h.extend_from_slice(key);
-    let removed = store.remove(key).unwrap_or(false);
-    let _ = store.remove(&h);
-    if removed {
-        if let Err(e) = store.flush() {
-            crate::ffi::warn(&format!(
-                "{e}: could not commit the eviction; it is retried at the next flush"
-            ));
-        }
-    }
-    removed
 }

@@ -8,9 +8,9 @@ use crate::cache::{self, plural, PROGRAM_HASH_PREFIX};
 use crate::report::{self, AfterDamage, EntryCounts};
 use crate::{emit, emit_json, Fail, EXIT_DAMAGED, EXIT_INTACT};
 use kernels::{Kernel, DAMAGED, KERNELS};
-use mace_storage::ffi::opencl::{ClError, Context, Device, OpenCl, DEFAULT_LIBRARIES};
 use mace_storage::format::{self, ValueRef, DEVICE_NAME_KEY, PLATFORM_INFO_KEY};
 use mace_storage::io::sibling;
+use mace_storage::program_cache::opencl::{ClError, Context, Device, OpenCl, DEFAULT_LIBRARIES};
 use mace_storage::program_cache::{
     entry_keys, source_hash, CacheOptions, ProgramCache, FINGERPRINT_KEY, OS_BUILD_KEY,
 };
