@@ -634,15 +634,12 @@ impl Store {
         }
         drop(s);
         if first {
-            crate::ffi::log(
-                crate::ffi::MaceStorageLogLevel::MACE_STORAGE_LOG_WARNING,
-                &format!(
-                    "{}: the entry of key {:?} failed its checksum when first read: dropped, \
+            crate::log::warn(&format!(
+                "{}: the entry of key {:?} failed its checksum when first read: dropped, \
                          the next flush rewrites the file without it",
-                    self.target.display(),
-                    String::from_utf8_lossy(&key[..key.len().min(64)])
-                ),
-            );
+                self.target.display(),
+                String::from_utf8_lossy(&key[..key.len().min(64)])
+            ));
         }
         false
     }
