@@ -74,15 +74,8 @@ pub fn c_text(msg: &str) -> CString {
 
 #[cfg(target_os = "android")]
 fn default_log(level: Level, text: &CStr) {
-    use std::ffi::c_char;
-    #[link(name = "log")]
-    extern "C" {
-        fn __android_log_write(prio: i32, tag: *const c_char, text: *const c_char) -> i32;
-    }
     // ANDROID_LOG_DEBUG = 3, INFO = 4, WARN = 5, ERROR = 6.
-    let prio = level as i32 + 3;
-    // SAFETY: both strings are NUL-terminated and live for the duration of the call.
-    unsafe { __android_log_write(prio, c"mace-storage".as_ptr(), text.as_ptr()) };
+    crate::io::os::android_log(level as i32 + 3, c"mace-storage", text);
 }
 
 #[cfg(not(target_os = "android"))]

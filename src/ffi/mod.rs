@@ -13,8 +13,8 @@ pub use guard::*;
 pub use program_cache::*;
 pub use storage::*;
 
-/// The OpenCL loader, now `crate::program_cache::opencl`; kept here for one release.
-pub use crate::program_cache::opencl;
+/// The OpenCL loader, now `crate::io::opencl`; kept here for one release.
+pub use crate::io::opencl;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};

@@ -5,6 +5,8 @@
 //! is written once, in [`replace_atomically`] and the store, on top of the primitive calls of [`Fs`], so
 //! the simulated filesystem exercises exactly the sequence the real one runs.
 
+pub mod opencl;
+pub mod os;
 pub mod posix;
 pub mod side_files;
 pub mod sim;

@@ -6,7 +6,8 @@
 pub mod fingerprint;
 pub mod guard;
 pub mod open;
-pub mod opencl;
+/// OpenCL, loaded at run time (it lives in `io`, with the other calls out of the process).
+pub use crate::io::opencl;
 pub mod os_build;
 pub mod registry;
 

@@ -16,23 +16,7 @@ pub fn os_build_id() -> Option<String> {
 
 #[cfg(target_os = "android")]
 fn android_build_fingerprint() -> Option<String> {
-    use std::ffi::{c_char, CStr};
-    extern "C" {
-        fn __system_property_get(name: *const c_char, value: *mut c_char) -> i32;
-    }
-    // PROP_VALUE_MAX is 92 bytes.
-    let mut buf = [0 as c_char; 92];
-    // SAFETY: a NUL-terminated name and a buffer of PROP_VALUE_MAX bytes, as the API requires.
-    let n = unsafe { __system_property_get(c"ro.build.fingerprint".as_ptr(), buf.as_mut_ptr()) };
-    if n <= 0 {
-        return None;
-    }
-    // SAFETY: the property API NUL-terminates what it wrote into `buf`.
-    Some(
-        unsafe { CStr::from_ptr(buf.as_ptr()) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    crate::io::os::android_property(c"ro.build.fingerprint")
 }
 
 #[cfg(not(target_os = "android"))]

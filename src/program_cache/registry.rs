@@ -70,8 +70,8 @@ fn at_exit_end_marks() {
     }
     // Inherited by forked children with the handler itself; `end_all` only closes its own guards.
     if !REGISTERED.swap(true, Ordering::SeqCst) {
-        // SAFETY: `end_all` is a valid `extern "C" fn()` that never unwinds.
-        unsafe { libc::atexit(end_all) };
+        // `end_all` catches every panic, so it never unwinds.
+        crate::io::os::at_exit(end_all);
     }
 }
 
