@@ -12,8 +12,14 @@ pub type PbField<'a> = (u64, u8, &'a [u8]);
 pub type PbSpan<'a> = (u64, u8, &'a [u8], Range<usize>);
 
 /// The golden files written by MACE's own FileStorage (the repository's `tests/golden`, read-only).
+/// Found from the package being tested upwards, so the CLI package's tests (which include these
+/// helpers) find the same copy.
 pub fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .map(|d| d.join("tests/golden"))
+        .find(|d| d.join("manifest.json").is_file())
+        .unwrap_or_else(|| here.join("tests/golden"))
 }
 
 /// The bytes of a golden file; a missing fixture fails with the path looked in.
