@@ -93,7 +93,15 @@ impl std::fmt::Display for CacheError {
     }
 }
 
-impl std::error::Error for CacheError {}
+impl std::error::Error for CacheError {
+    /// The store's error (and through it the operating system's) where one caused this.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CacheError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Default)]
 struct Counters {

@@ -101,7 +101,16 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    /// The operating system's error or the encoder's, so a caller can walk the chain.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Encode(e) => Some(e),
+            Error::ReadOnly => None,
+        }
+    }
+}
 
 impl Error {
     /// Whether another process held the cache's lock for longer than the lock timeout (nothing was

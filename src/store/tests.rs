@@ -506,3 +506,21 @@ fn a_put_stays_visible_while_another_thread_flushes_it() {
     stop.store(true, Ordering::Relaxed);
     flusher.join().unwrap();
 }
+
+#[test]
+fn errors_chain_their_source() {
+    use std::error::Error as _;
+    let e = Error::Io {
+        op: "open",
+        path: PathBuf::from("cache.bin"),
+        source: io::Error::new(io::ErrorKind::PermissionDenied, "no"),
+    };
+    let source = e.source().expect("an io error has a source");
+    assert_eq!(
+        source.downcast_ref::<io::Error>().map(io::Error::kind),
+        Some(io::ErrorKind::PermissionDenied)
+    );
+    assert!(Error::ReadOnly.source().is_none());
+    let cache = crate::program_cache::CacheError::Store(e);
+    assert!(cache.source().and_then(|s| s.source()).is_some());
+}
