@@ -7,9 +7,17 @@ use crate::program_cache::CacheError;
 use crate::store::Error;
 use MaceStorageStatus::*;
 
-impl From<&Error> for MaceStorageStatus {
-    fn from(e: &Error) -> Self {
-        match e {
+/// A Rust error's status code. Crate-private on purpose: a public `From` impl on the status type
+/// would be an exported symbol whose mangled name holds both `mace` and `Mace`, which MACE's
+/// version script (`*mace*Mace*`) would export from `libmace.so`.
+pub(crate) trait ToStatus {
+    /// The status this error is reported as.
+    fn status(&self) -> MaceStorageStatus;
+}
+
+impl ToStatus for Error {
+    fn status(&self) -> MaceStorageStatus {
+        match self {
             e if e.is_busy() => MACE_STORAGE_BUSY,
             Error::Io { .. } => MACE_STORAGE_IO_ERROR,
             Error::ReadOnly => MACE_STORAGE_READ_ONLY,
@@ -18,25 +26,21 @@ impl From<&Error> for MaceStorageStatus {
     }
 }
 
-impl From<&CacheError> for MaceStorageStatus {
-    fn from(e: &CacheError) -> Self {
-        match e {
+impl ToStatus for CacheError {
+    fn status(&self) -> MaceStorageStatus {
+        match self {
             CacheError::NoOpenCl(_) => MACE_STORAGE_NO_OPENCL,
             CacheError::BuildFailed(_) => MACE_STORAGE_BUILD_FAILED,
             CacheError::Cl(_) => MACE_STORAGE_INVALID_ARGUMENT,
-            CacheError::Store(e) => e.into(),
+            CacheError::Store(e) => e.status(),
         }
     }
 }
 
 /// Records `e` as this thread's last error on `handle` and returns its status.
-pub(crate) fn fail<E>(handle: usize, e: &E) -> MaceStorageStatus
-where
-    E: std::fmt::Display,
-    for<'a> &'a E: Into<MaceStorageStatus>,
-{
+pub(crate) fn fail<E: std::fmt::Display + ToStatus>(handle: usize, e: &E) -> MaceStorageStatus {
     set_error(handle, &e.to_string());
-    e.into()
+    e.status()
 }
 
 /// Each format and its number, both ways.

@@ -80,8 +80,10 @@ pub struct MaceStorageGuardStats {
     pub reserved: [u64; 4],
 }
 
-impl From<GuardStats> for MaceStorageGuardStats {
-    fn from(s: GuardStats) -> Self {
+impl MaceStorageGuardStats {
+    /// The C form of `s` (an inherent, crate-private function rather than a public `From` impl,
+    /// whose exported name MACE's version script would match; see `ffi/error.rs`).
+    pub(crate) fn of(s: GuardStats) -> Self {
         MaceStorageGuardStats {
             dead_marks: s.dead_marks,
             evictions: s.evictions,
@@ -121,7 +123,7 @@ pub unsafe extern "C" fn mace_storage_guard_stats(
         match registry::stats(&p) {
             Some(stats) => {
                 // SAFETY: `out` is non-NULL and writable per the contract.
-                unsafe { *out = stats.into() };
+                unsafe { *out = MaceStorageGuardStats::of(stats) };
                 MACE_STORAGE_OK
             }
             None => MACE_STORAGE_NOT_FOUND,

@@ -347,7 +347,7 @@ pub unsafe extern "C" fn mace_program_cache_guard_stats(
             return invalid(h, "out is NULL");
         }
         // SAFETY: writable per the contract.
-        unsafe { *out = pc.guard().stats().into() };
+        unsafe { *out = super::MaceStorageGuardStats::of(pc.guard().stats()) };
         MACE_STORAGE_OK
     })
 }
