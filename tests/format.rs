@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use mace_storage::format::{
-    check_entry, decode, encode, encode_append, entry_len_bound, file_len_bound, Decoded, EntryIn,
-    Format, ValueKind, WriteParams, DEVICE_NAME_KEY, PLATFORM_INFO_KEY, VOUCHING_KEYS,
+    check_entry, decode, encode, encode_append, entry_len_bound, file_len_bound, Decoded, Format,
+    ValueKind, WriteParams, DEVICE_NAME_KEY, PLATFORM_INFO_KEY, VOUCHING_KEYS,
 };
 use std::collections::BTreeMap;
 
@@ -37,14 +37,7 @@ fn entries_in(d: &Decoded, bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>, ValueKind)> {
 }
 
 fn encode_all(format: Format, entries: &[(Vec<u8>, Vec<u8>, ValueKind)]) -> Vec<u8> {
-    let ins: Vec<EntryIn> = entries
-        .iter()
-        .map(|(k, v, kind)| EntryIn {
-            key: k,
-            value: v,
-            kind: *kind,
-        })
-        .collect();
+    let ins = common::entries_in(entries);
     encode(format, &ins, PARAMS).unwrap().out.to_vec()
 }
 
@@ -549,14 +542,7 @@ fn appends_write_the_vouching_entries_first_too() {
     let base = encode_all(Format::Checked11, &[]);
     let info = decode(&base).unwrap().checked.unwrap();
     let entries = cache_with_vouchers(10);
-    let ins: Vec<EntryIn> = entries
-        .iter()
-        .map(|(k, v, kind)| EntryIn {
-            key: k,
-            value: v,
-            kind: *kind,
-        })
-        .collect();
+    let ins = common::entries_in(&entries);
     let app = encode_append(&info, &ins).unwrap();
     let mut file = base[..base.len() - 4].to_vec();
     file.extend(app.records.to_vec());

@@ -7,6 +7,8 @@
 //! synthetic seeds in `fuzz/corpus/` and `tests/fuzz_corpus/` (the golden files are copied by hand;
 //! see fuzz/README.md).
 
+mod common;
+
 #[path = "../fuzz/src/props.rs"]
 #[allow(dead_code)]
 mod props;
@@ -165,28 +167,14 @@ fn three_entries() -> Vec<(Vec<u8>, Vec<u8>, ValueKind)> {
 }
 
 fn encoded(format: Format, entries: &[(Vec<u8>, Vec<u8>, ValueKind)]) -> Vec<u8> {
-    let ins: Vec<EntryIn> = entries
-        .iter()
-        .map(|(k, v, kind)| EntryIn {
-            key: k,
-            value: v,
-            kind: *kind,
-        })
-        .collect();
+    let ins = common::entries_in(entries);
     encode(format, &ins, props::PARAMS).unwrap().out.to_vec()
 }
 
 /// A checked-1.1 file with a base of two entries and two appended batches (commit records included).
 fn appended() -> Vec<u8> {
     let e = three_entries();
-    let ins: Vec<EntryIn> = e
-        .iter()
-        .map(|(k, v, kind)| EntryIn {
-            key: k,
-            value: v,
-            kind: *kind,
-        })
-        .collect();
+    let ins = common::entries_in(&e);
     let enc = encode(Format::Checked11, &ins[..1], props::PARAMS).unwrap();
     let mut file = enc.out.to_vec();
     let mut info = enc.info.unwrap();

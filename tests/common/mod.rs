@@ -48,6 +48,21 @@ pub fn temp_path(name: &str, file: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// An owned (key, value, kind) entry, as the tests build them.
+pub type Owned = (Vec<u8>, Vec<u8>, mace_storage::format::ValueKind);
+
+/// `entries` as the encoder takes them, borrowing.
+pub fn entries_in(entries: &[Owned]) -> Vec<mace_storage::format::EntryIn<'_>> {
+    entries
+        .iter()
+        .map(|(k, v, kind)| mace_storage::format::EntryIn {
+            key: k,
+            value: v,
+            kind: *kind,
+        })
+        .collect()
+}
+
 /// Lowercase hex.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
