@@ -3,10 +3,11 @@
 //! here instead of repeating prefixes. The names of side files are in
 //! [`crate::io::side_files`].
 
-/// MACE 1.1's GPU-name key.
-pub use crate::format::DEVICE_NAME_KEY;
-/// MACE's platform-info key (kept by `crate::format`, which orders the vouching entries first).
-pub use crate::format::PLATFORM_INFO_KEY;
+/// The key under which MACE stores the platform description its cached binaries were built for
+/// (`crate::format` re-exports it and writes it first: without it no binary is kept).
+pub const PLATFORM_INFO_KEY: &[u8] = b"mace_opencl_precompiled_platform_info_key";
+/// The key under which MACE 1.1 stores the GPU name its cached binaries were built for.
+pub const DEVICE_NAME_KEY: &[u8] = b"mace_opencl_precompiled_device_name_key";
 
 /// The prefix of every metadata key MACE writes (`mace_opencl_precompiled_platform_info_key`, ...).
 pub const MACE_METADATA_PREFIX: &[u8] = b"mace_opencl_precompiled_";

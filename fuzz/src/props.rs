@@ -17,76 +17,23 @@ use mace_storage::format::{
 };
 use mace_storage::io::sim::{FailKind, Fate, SimFs, Unsynced};
 use mace_storage::store::{Options, Store, Value};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::{c_char, c_void};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Counts the bytes live on each thread and their peak, so that every target checks the memory
-/// bound of `docs/FORMAT.md` (installed here, so the fuzz targets and the corpus replay in
-/// `tests/fuzz_regressions.rs` both have it).
-pub struct PeakAlloc;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn count(n: isize) {
-    let _ = LIVE.try_with(|l| {
-        let now = l.get() + n;
-        l.set(now);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
-    });
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; only counters are added.
-unsafe impl GlobalAlloc for PeakAlloc {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is.
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            count(l.size() as isize);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is.
-        let p = unsafe { System.alloc_zeroed(l) };
-        if !p.is_null() {
-            count(l.size() as isize);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        count(-(l.size() as isize));
-        // SAFETY: forwarded as is.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        // SAFETY: forwarded as is.
-        let q = unsafe { System.realloc(p, l, new) };
-        if !q.is_null() {
-            // Both blocks exist for a moment when the block moves.
-            count(new as isize);
-            count(-(l.size() as isize));
-        }
-        q
-    }
-}
-
-#[global_allocator]
-static PEAK_ALLOC: PeakAlloc = PeakAlloc;
+// The counting global allocator the memory checks read: the integration tests' own file, so that
+// there is one implementation. Included here, it is installed in the fuzz targets and in the corpus
+// replay of `tests/fuzz_regressions.rs` alike.
+#[path = "../../tests/common/alloc.rs"]
+#[allow(dead_code)]
+mod alloc;
 
 /// Runs `f` on an input of `len` bytes that the caller holds, and checks that what `f` allocated
 /// beyond it stayed under the input's size plus a constant: with the input, under twice its size.
 pub fn within_memory_bound<T>(what: &str, len: usize, f: impl FnOnce() -> T) -> T {
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(base));
-    let r = f();
-    let peak = (PEAK.with(Cell::get) - base).max(0) as u64;
+    let (r, peak) = alloc::peak_of(f);
+    let peak = peak as u64;
     let limit = len as u64 + MEMORY_SLACK + (1 << 20);
     assert!(
         peak <= limit,

@@ -16,10 +16,9 @@ use std::ops::Range;
 use crc::Crc;
 pub(crate) use crc::CrcIndex;
 
-/// The key under which MACE stores the platform description its cached binaries were built for.
-pub const PLATFORM_INFO_KEY: &[u8] = b"mace_opencl_precompiled_platform_info_key";
-/// The key under which MACE 1.1 stores the GPU name its cached binaries were built for.
-pub const DEVICE_NAME_KEY: &[u8] = b"mace_opencl_precompiled_device_name_key";
+// The names are owned by `crate::keys`; re-exported here, where the formats order entries by them
+// (and where tests and tools have long named them).
+pub use crate::keys::{DEVICE_NAME_KEY, PLATFORM_INFO_KEY};
 
 /// The entries that vouch for cached binaries, in the order the checked formats write them, before
 /// every other entry: platform info (without it no binary is kept), the GPU name, and the program
@@ -28,8 +27,8 @@ pub const DEVICE_NAME_KEY: &[u8] = b"mace_opencl_precompiled_device_name_key";
 pub const VOUCHING_KEYS: [&[u8]; 4] = [
     PLATFORM_INFO_KEY,
     DEVICE_NAME_KEY,
-    b"mace_storage_fingerprint",
-    b"mace_storage_os_build_id",
+    crate::keys::FINGERPRINT_KEY,
+    crate::keys::OS_BUILD_KEY,
 ];
 
 /// Sorts entries as `format` writes them: by key bytes (as MACE does), and in the checked formats

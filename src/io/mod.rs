@@ -9,6 +9,9 @@ pub mod opencl;
 pub mod os;
 pub mod posix;
 pub mod side_files;
+// Test-only: compiled for the crate's unit tests and with the `sim` feature (integration tests,
+// benchmarks, fuzz crate), so the shipped library does not carry it.
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
 use std::io;

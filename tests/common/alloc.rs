@@ -1,6 +1,7 @@
 //! A counting global allocator for the memory-bound tests: the peak of the bytes live on the
 //! measuring thread. A test binary that uses it includes this file as a module
-//! (`#[path = "common/alloc.rs"] mod alloc;`), which installs it as that binary's allocator.
+//! (`#[path = "common/alloc.rs"] mod alloc;`), which installs it as that binary's allocator; so do the
+//! fuzz targets and the corpus replay, through `fuzz/src/props.rs`.
 
 use mace_storage::format::MEMORY_SLACK;
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -10,6 +10,7 @@ use crate::{emit, emit_json, Fail, EXIT_DAMAGED, EXIT_INTACT};
 use kernels::{Kernel, DAMAGED, KERNELS};
 use mace_storage::format::{self, ValueRef, DEVICE_NAME_KEY, PLATFORM_INFO_KEY};
 use mace_storage::io::sibling;
+use mace_storage::io::side_files::{CORRUPT, CRASHLOOP, INFLIGHT, TMP};
 use mace_storage::program_cache::opencl::{ClError, Context, Device, OpenCl, DEFAULT_LIBRARIES};
 use mace_storage::program_cache::{
     entry_keys, source_hash, CacheOptions, ProgramCache, FINGERPRINT_KEY, OS_BUILD_KEY,
@@ -85,7 +86,7 @@ pub fn run(dir: Option<&Path>, opencl_library: Option<String>, json: bool) -> Re
     std::fs::create_dir_all(&dir)
         .map_err(|e| Fail(format!("cannot create {}: {e}", dir.display())))?;
     let file = dir.join(DEMO_FILE);
-    for suffix in ["", ".inflight", ".crashloop", ".corrupt", ".tmp"] {
+    for suffix in ["", INFLIGHT, CRASHLOOP, CORRUPT, TMP] {
         let p = sibling(&file, suffix);
         match std::fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
