@@ -287,9 +287,15 @@ typedef struct MaceStorageOptions {
    */
   uint32_t max_file_mib;
   /*
+   The size budget in MiB (0: none): a flush that would make the file larger first evicts the
+   least recently used program binaries (never the metadata that vouches for them); see
+   `mace_storage_stats`'s `evictions`. Taken from `reserved`.
+   */
+  uint32_t budget_mib;
+  /*
    Zero. Room for options to come without changing the struct's size.
    */
-  uint32_t reserved[5];
+  uint32_t reserved[4];
 } MaceStorageOptions;
 
 /*
@@ -348,6 +354,10 @@ typedef struct MaceStorageStats {
    1 if the last flush excluded other processes with a lock, 0 if no lock was available.
    */
   int32_t process_lock;
+  /*
+   Program binaries evicted to keep the file within `MaceStorageOptions.budget_mib`.
+   */
+  uint64_t evictions;
 } MaceStorageStats;
 
 /*

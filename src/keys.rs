@@ -17,6 +17,8 @@ pub const LIBRARY_PREFIX: &[u8] = b"mace_storage_";
 pub const FINGERPRINT_KEY: &[u8] = b"mace_storage_fingerprint";
 /// The key recording the OS build the cached binaries were built under.
 pub const OS_BUILD_KEY: &[u8] = b"mace_storage_os_build_id";
+/// The prefix of the use records a store with a size budget writes (`mace_storage_uses_<n>`).
+pub const USES_PREFIX: &[u8] = b"mace_storage_uses_";
 /// The prefix of a program's source-hash key: `program_hash_ <binary key>`.
 pub const PROGRAM_HASH_PREFIX: &[u8] = b"program_hash_ ";
 

@@ -154,6 +154,35 @@ fn scenarios() -> Vec<Scenario> {
             },
         },
         Scenario {
+            name: "eviction within a budget",
+            setup: |s, r| fill(s, 1, 0..8 + r % 4),
+            change: |fs, r| {
+                // A budget the new programs overflow: the flush evicts the oldest ones and folds
+                // the use records into one, in one rewrite. Its report of the evictions (a line
+                // per flush, thousands here) is information, not what these tests look at.
+                mace_storage::log::set_sink(
+                    None,
+                    mace_storage::log::Level::MACE_STORAGE_LOG_WARNING,
+                );
+                let len = fs.read_file(PATH).map_or(0, |b| b.len() as u64);
+                let s = Store::open(
+                    PATH,
+                    Options {
+                        fs: Arc::new(fs.clone()),
+                        verify: Verify::Lazy,
+                        budget: Some(len + 1500),
+                        ..Options::default()
+                    },
+                )
+                .unwrap();
+                for i in 0..2 {
+                    let _ = s.get(format!("prog_{i} -DX").as_bytes());
+                }
+                fill(&s, 2, 12..14 + r % 2);
+                s
+            },
+        },
+        Scenario {
             name: "merge under the lock",
             setup: |s, r| fill(s, 1, 0..6 + r % 3),
             change: |fs, r| {

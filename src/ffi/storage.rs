@@ -73,8 +73,12 @@ pub struct MaceStorageOptions {
     /// store opens empty and leaves the file as it is (no flush replaces it until `mace_storage_clear`).
     /// Taken from `reserved`, so the struct keeps its size.
     pub max_file_mib: u32,
+    /// The size budget in MiB (0: none): a flush that would make the file larger first evicts the
+    /// least recently used program binaries (never the metadata that vouches for them); see
+    /// `mace_storage_stats`'s `evictions`. Taken from `reserved`.
+    pub budget_mib: u32,
     /// Zero. Room for options to come without changing the struct's size.
-    pub reserved: [u32; 5],
+    pub reserved: [u32; 4],
 }
 
 /// Counters of a store.
@@ -107,6 +111,8 @@ pub struct MaceStorageStats {
     pub bytes_written: u64,
     /// 1 if the last flush excluded other processes with a lock, 0 if no lock was available.
     pub process_lock: i32,
+    /// Program binaries evicted to keep the file within `MaceStorageOptions.budget_mib`.
+    pub evictions: u64,
 }
 
 /// What opening the file found.
@@ -249,6 +255,9 @@ pub unsafe extern "C" fn mace_storage_open(
         };
         if o.max_file_mib != 0 {
             store.max_file_len = u64::from(o.max_file_mib) << 20;
+        }
+        if o.budget_mib != 0 {
+            store.budget = Some(u64::from(o.budget_mib) << 20);
         }
         let opened = program_cache::open_store(
             &p,
@@ -554,6 +563,7 @@ pub unsafe extern "C" fn mace_storage_stats(
             merges: x.merges,
             bytes_written: x.bytes_written,
             process_lock: i32::from(x.process_lock),
+            evictions: x.evictions,
         };
         // SAFETY: `out` is non-NULL and writable per the contract.
         unsafe { *out = stats };

@@ -66,6 +66,8 @@ impl Store {
         }
         // What is written, and whether appending is safe, needs every committed value verified.
         self.verify_all();
+        // Within the budget: this flush's use record, and the evictions it needs, join the changes.
+        let planned = self.plan_budget();
         // Snapshot the changes. They stay in `pending` (so readers see them) until they are on disk;
         // changes made while we write stay pending for the next flush.
         let (inflight, cleared, clears, base, disk) = {
@@ -82,12 +84,7 @@ impl Store {
         // to what the file holds is no change, so such a flush can still append, or do nothing.
         let changes: HashMap<Vec<u8>, Option<Item>> = inflight
             .iter()
-            .filter(|(k, v)| match (v, cleared) {
-                (Some(i), false) => base
-                    .get(*k)
-                    .map_or(true, |b| b.value != i.value || b.kind != i.kind),
-                _ => true,
-            })
+            .filter(|(k, v)| cleared || is_change(&base, k, v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let path = &self.target;
@@ -147,6 +144,8 @@ impl Store {
                 } else {
                     s.stats.rewrites += 1;
                 }
+                drop(s);
+                self.uses_committed(planned);
                 Ok(())
             }
             Err(e) => {

@@ -3,6 +3,7 @@
 //! process lock what other processes committed in the meantime. The read path is in `load`, the
 //! commit in `flush`; this file holds the types, the open and the in-memory operations.
 
+mod budget;
 mod flush;
 mod load;
 mod value;
@@ -47,6 +48,11 @@ pub struct Options {
     /// verification is faster only for a store whose user gets a part of the entries; see
     /// `docs/PERFORMANCE.md`).
     pub verify: Verify,
+    /// The largest file flushes let the cache grow to (`None`, the default: no budget). A flush
+    /// that would write a larger file first evicts the least recently used program binaries
+    /// ([`Stats::evictions`]); use is recorded in a small entry each committing flush adds, never by
+    /// a write per get. The metadata that vouches for binaries is never evicted. See `budget.rs`.
+    pub budget: Option<u64>,
 }
 
 /// When `open` checksums the values of a file it reads.
@@ -73,6 +79,7 @@ impl Default for Options {
             lock_timeout: Some(side_files::DEFAULT_LOCK_TIMEOUT),
             max_file_len: DEFAULT_MAX_FILE_LEN,
             verify: Verify::default(),
+            budget: None,
         }
     }
 }
@@ -184,6 +191,8 @@ pub struct Stats {
     pub bytes_written: u64,
     /// Whether the last flush could exclude other processes (`false`: no lock was available).
     pub process_lock: bool,
+    /// Program binaries evicted to keep the file within [`Options::budget`].
+    pub evictions: u64,
 }
 
 #[derive(Clone)]
@@ -332,6 +341,28 @@ impl State {
     fn dirty(&self) -> bool {
         self.cleared || !self.pending.is_empty()
     }
+
+    /// Whether a flush now would write anything.
+    fn has_changes(&self) -> bool {
+        self.cleared
+            || self
+                .pending
+                .iter()
+                .any(|(k, v)| is_change(&self.base, k, v))
+    }
+}
+
+/// Whether the change `v` of `key` changes what `base` holds (not cleared): MACE puts the same
+/// platform-info and device-name values before every flush, and such a put is no change; nor is
+/// the removal of a key the file does not hold (a flush that failed after its rename took effect
+/// leaves its removals pending over the file that already has them).
+fn is_change(base: &HashMap<Vec<u8>, Item>, key: &[u8], v: &Option<Item>) -> bool {
+    match v {
+        Some(i) => base
+            .get(key)
+            .map_or(true, |b| b.value != i.value || b.kind != i.kind),
+        None => base.contains_key(key),
+    }
 }
 
 /// A key-value store over one cache file, safe to share between threads.
@@ -345,6 +376,8 @@ pub struct Store {
     flush_lock: Mutex<()>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// What this process used since its last flush, for the budget's eviction order.
+    uses: Mutex<budget::Uses>,
     report: Report,
 }
 
@@ -411,6 +444,7 @@ impl Store {
             flush_lock: Mutex::new(()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            uses: Mutex::default(),
             report: loaded.report,
         })
     }
@@ -447,6 +481,7 @@ impl Store {
             flush_lock: Mutex::new(()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            uses: Mutex::default(),
             report,
         })
     }
@@ -476,23 +511,41 @@ impl Store {
     /// A value read unverified ([`Verify::Lazy`]) is verified first: one that fails its checksum is
     /// dropped from the store (counted in [`Stats::entries_failed_on_use`] and logged) and is missing.
     pub fn get(&self, key: &[u8]) -> Option<Value> {
-        let (mut v, check) = match self.state.read().lookup(key) {
-            Some(i) if i.verified() => (Some(i.value.clone()), None),
-            Some(i) => (Some(i.value.clone()), i.check.clone()),
-            None => (None, None),
-        };
-        if let Some(c) = check {
-            if !self.verify(key, &c) {
-                v = None;
-            }
-        }
+        let v = self.fetch(key);
         let counter = if v.is_some() {
+            self.note_use(key);
             &self.hits
         } else {
             &self.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
         v
+    }
+
+    /// [`Store::get`] without counting it as a use or in the stats.
+    fn fetch(&self, key: &[u8]) -> Option<Value> {
+        self.fetch_from(key, false)
+    }
+
+    /// [`Store::fetch`] of the current value, or (`committed`) of the value the file holds, as
+    /// last read or written, whatever is pending.
+    fn fetch_from(&self, key: &[u8], committed: bool) -> Option<Value> {
+        let s = self.state.read();
+        let item = if committed {
+            s.base.get(key)
+        } else {
+            s.lookup(key)
+        };
+        let (v, check) = match item {
+            Some(i) if i.verified() => (Some(i.value.clone()), None),
+            Some(i) => (Some(i.value.clone()), i.check.clone()),
+            None => (None, None),
+        };
+        drop(s);
+        match check {
+            Some(c) if !self.verify(key, &c) => None,
+            _ => v,
+        }
     }
 
     /// Sets `key` to `value` (not durable until [`Store::flush`]).
