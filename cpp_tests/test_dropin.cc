@@ -833,15 +833,22 @@ TEST(DropInFlush, ClearThenFlushLeavesOnlyWhatFollowedTheClear) {
   EXPECT_EQ(expected, StockEntries(path));
 }
 
-// Item: a start costs the programs MACE uses. A cache of `programs` binaries with their hashes and
-// the platform entry, written in the format this build writes; returns its entries.
+// Item: a start costs the programs MACE uses. The key of the i-th program of WriteManyPrograms.
+std::string ProgramKey(int i) {
+  return "program_" + std::to_string(i) + " -DBIAS -DCMD_DATA_TYPE=f";
+}
+
+// A cache of `programs` binaries with their hashes and the platform entry, written in the format
+// this build writes; returns its entries.
 Entries WriteManyPrograms(const std::string &path, int programs) {
   Entries written;
   written[kPlatformKey] = B("platform");
   for (int i = 0; i < programs; ++i) {
-    const std::string key = "program_" + std::to_string(i) + " -DBIAS -DCMD_DATA_TYPE=f";
+    const std::string key = ProgramKey(i);
     Bytes value(1000 + 37 * i);
-    for (size_t j = 0; j < value.size(); ++j) value[j] = static_cast<unsigned char>(i * 131 + j * 7);
+    for (size_t j = 0; j < value.size(); ++j) {
+      value[j] = static_cast<unsigned char>(i * 131 + j * 7);
+    }
     written[key] = value;
     written[kHashPrefix + key] = B("0a1b2c3d4e5f6071829" + std::to_string(i % 10));
   }
@@ -859,8 +866,6 @@ Entries WriteManyPrograms(const std::string &path, int programs) {
   mace_storage_close(s);
   return written;
 }
-
-std::string ProgramKey(int i) { return "program_" + std::to_string(i) + " -DBIAS -DCMD_DATA_TYPE=f"; }
 
 // The counters of the store the drop-in keeps open for path; a failure if none is open.
 MaceStorageStats DropInStats(const std::string &path) {

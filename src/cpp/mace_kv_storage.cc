@@ -104,34 +104,40 @@ void CopyEntries(const mace_storage::Storage &s, Entries *data) {
 // The store of one path, open for every FileStorage of the process on it. Its mutex makes a
 // storage's puts and their flush one step for the other storages on the path, so none commits
 // another's changes half done (a Clear and some of the puts after it).
+// Reference counts are plain integers under the registry's mutex, not std::shared_ptr: core may
+// be compiled without -fPIC and still linked into libmace.so (the stand-in MACE of the packaging
+// tests is), and copying a shared_ptr makes libstdc++ read glibc's __libc_single_threaded, a
+// reference that such an object cannot carry into a shared library.
 struct OpenStore {
+  explicit OpenStore(const std::string &p) : path(p), users(0) {}
+  const std::string path;
   std::mutex mutex;
   mace_storage::Storage storage;
+  int users;  // side tables holding it, under RegistryMutex()
 };
 
-// The open stores, by path. They hold weak references: a store lives as long as the side tables of
-// the storages that use it (below). Never destroyed: MACE may flush from a static destructor, after
-// this file's statics would be gone.
+// The open stores, by path; each lives as long as the side tables of the storages that use it
+// (below). Never destroyed: MACE may flush from a static destructor, after this file's statics
+// would be gone.
 std::mutex &RegistryMutex() {
   static std::mutex *mutex = new std::mutex;
   return *mutex;
 }
-std::map<std::string, std::weak_ptr<OpenStore>> &Registry() {
-  static std::map<std::string, std::weak_ptr<OpenStore>> *all =
-      new std::map<std::string, std::weak_ptr<OpenStore>>;
+std::map<std::string, OpenStore *> &Registry() {
+  static std::map<std::string, OpenStore *> *all = new std::map<std::string, OpenStore *>;
   return *all;
 }
 
-// The store open for path, opened now if none is (quiet: do not log what the open found).
-// Returns null when the open fails, with the library's message in *error.
-std::shared_ptr<OpenStore> AcquireStore(const std::string &path, bool quiet, std::string *error) {
+// The store open for path, opened now if none is (quiet: do not log what the open found), with
+// one more user; give it back with ReleaseStore. Null when the open fails, with the library's
+// message in *error.
+OpenStore *AcquireStore(const std::string &path, bool quiet, std::string *error) {
   std::lock_guard<std::mutex> lock(RegistryMutex());
-  std::map<std::string, std::weak_ptr<OpenStore>> &registry = Registry();
-  std::map<std::string, std::weak_ptr<OpenStore>>::iterator it = registry.find(path);
+  std::map<std::string, OpenStore *> &registry = Registry();
+  std::map<std::string, OpenStore *>::iterator it = registry.find(path);
   if (it != registry.end()) {
-    std::shared_ptr<OpenStore> open = it->second.lock();
-    if (open) return open;
-    registry.erase(it);
+    ++it->second->users;
+    return it->second;
   }
   // A missing file opens empty (logged at INFO), a damaged one with what verified, an unreadable
   // one is moved aside (both logged at WARNING): only an I/O error is left to report.
@@ -140,13 +146,26 @@ std::shared_ptr<OpenStore> AcquireStore(const std::string &path, bool quiet, std
   options.crash_guard_ms = kGuardWindowMs;
   options.check_os_build = 1;
   options.quiet = quiet ? 1 : 0;
-  std::shared_ptr<OpenStore> open(new OpenStore);
+  std::unique_ptr<OpenStore> open(new OpenStore(path));
   if (mace_storage::Storage::Open(path, &options, &open->storage) != MACE_STORAGE_OK) {
     *error = open->storage.LastError();
-    return std::shared_ptr<OpenStore>();
+    return nullptr;
   }
-  registry[path] = open;
-  return open;
+  open->users = 1;
+  registry[path] = open.get();
+  return open.release();
+}
+
+// Gives back a store got from AcquireStore (null: nothing); the last user closes it, outside the
+// registry's lock.
+void ReleaseStore(OpenStore *store) {
+  if (store == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    if (--store->users > 0) return;
+    Registry().erase(store->path);
+  }
+  delete store;
 }
 
 // What one FileStorage changed since its Load or last successful Flush.
@@ -162,8 +181,10 @@ struct Changes {
 struct Side {
   std::mutex mutex;
   Changes changes;
-  // The store this storage loaded from and flushes to (null until a Load or Flush opened it).
-  std::shared_ptr<OpenStore> store;
+  Side() : store(nullptr) {}
+  // The store this storage loaded from and flushes to, one of its users (null until a Load or
+  // Flush opened it).
+  OpenStore *store;
   // Keys of the store, as Load found them, whose value is not copied into data_ yet.
   std::set<std::string> uncopied;
 };
@@ -173,30 +194,33 @@ std::mutex &SidesMutex() {
   static std::mutex *mutex = new std::mutex;
   return *mutex;
 }
-std::map<const void *, std::shared_ptr<Side>> &Sides() {
-  static std::map<const void *, std::shared_ptr<Side>> *all =
-      new std::map<const void *, std::shared_ptr<Side>>;
+std::map<const void *, Side *> &Sides() {
+  static std::map<const void *, Side *> *all = new std::map<const void *, Side *>;
   return *all;
 }
 
-std::shared_ptr<Side> SideOf(const void *storage) {
+// The side table of a storage, made on first use. It stays until ForgetStorage, which only runs
+// when no call on that storage can be under way (its construction, its deletion).
+Side *SideOf(const void *storage) {
   std::lock_guard<std::mutex> lock(SidesMutex());
-  std::shared_ptr<Side> &side = Sides()[storage];
-  if (!side) side.reset(new Side);
+  Side *&side = Sides()[storage];
+  if (side == nullptr) side = new Side;
   return side;
 }
 
 // Drops the side table of a storage that is gone, and with it its hold on the store (closed when
-// no other storage holds it). The last reference is released outside the table's lock.
+// no other storage holds it), outside the table's lock.
 void ForgetStorage(const void *storage) {
-  std::shared_ptr<Side> gone;
+  Side *gone = nullptr;
   {
     std::lock_guard<std::mutex> lock(SidesMutex());
-    std::map<const void *, std::shared_ptr<Side>>::iterator it = Sides().find(storage);
+    std::map<const void *, Side *>::iterator it = Sides().find(storage);
     if (it == Sides().end()) return;
-    gone.swap(it->second);
+    gone = it->second;
     Sides().erase(it);
   }
+  ReleaseStore(gone->store);
+  delete gone;
 }
 
 // The value of key in the store, or false when it has none (removed since, or failed its
@@ -247,14 +271,10 @@ extern "C" uint64_t mace_storage_dropin_flush_failures(void) { return g_flush_fa
 // The counters of the store the drop-in keeps open for path (declared in mace_storage_dropin.h).
 extern "C" MaceStorageStatus mace_storage_dropin_stats(const char *path, MaceStorageStats *out) {
   if (path == nullptr || out == nullptr) return MACE_STORAGE_INVALID_ARGUMENT;
-  std::shared_ptr<OpenStore> open;
-  {
-    std::lock_guard<std::mutex> lock(RegistryMutex());
-    std::map<std::string, std::weak_ptr<OpenStore>>::iterator it = Registry().find(path);
-    if (it != Registry().end()) open = it->second.lock();
-  }
-  if (!open) return MACE_STORAGE_NOT_FOUND;
-  return open->storage.Stats(out);
+  std::lock_guard<std::mutex> lock(RegistryMutex());
+  std::map<std::string, OpenStore *>::iterator it = Registry().find(path);
+  if (it == Registry().end()) return MACE_STORAGE_NOT_FOUND;
+  return it->second->storage.Stats(out);
 }
 
 namespace mace {
@@ -291,15 +311,20 @@ int FileStorage::Load() {
   utils::WriteLock lock(&data_mutex_);
   if (loaded_) return 0;
   std::string error;
-  std::shared_ptr<OpenStore> store = AcquireStore(file_path_, false, &error);
-  if (!store) {
+  OpenStore *store = AcquireStore(file_path_, false, &error);
+  if (store == nullptr) {
     Warn("could not read the cache " + file_path_ + " (" + error +
          "): Load returned -1; MACE starts without the cached programs and builds them");
     return -1;
   }
-  std::shared_ptr<Side> side = SideOf(this);
+  Side *side = SideOf(this);
   std::lock_guard<std::mutex> side_lock(side->mutex);
-  side->store = store;
+  if (side->store == nullptr) {
+    side->store = store;
+  } else {
+    ReleaseStore(store);  // a Flush opened it already: the same store
+    store = side->store;
+  }
   // An index, not a copy: Find copies the values MACE asks for. Keys already in data_ keep their
   // value (it is the newer one), and after a Clear the file's entries are gone for this storage.
   if (!side->changes.cleared) {
@@ -320,7 +345,7 @@ bool FileStorage::Clear() {
   mace_storage_guard_end(file_path_.c_str());
   data_.clear();
   data_changed_ = true;
-  std::shared_ptr<Side> side = SideOf(this);
+  Side *side = SideOf(this);
   std::lock_guard<std::mutex> side_lock(side->mutex);
   side->changes.cleared = true;
   side->changes.keys.clear();
@@ -332,15 +357,15 @@ bool FileStorage::Insert(const std::string &key, const std::vector<unsigned char
   utils::WriteLock lock(&data_mutex_);
   // The driver returned from the binary Find gave last: MACE inserts after building.
   mace_storage_guard_end(file_path_.c_str());
-  std::shared_ptr<Side> side = SideOf(this);
+  Side *side = SideOf(this);
   std::lock_guard<std::mutex> side_lock(side->mutex);
   // MACE re-inserts the same device and platform values on every run: no change, no flush.
   Entries::iterator it = data_.find(key);
   if (it != data_.end()) {
     if (it->second == value) return true;
-  } else if (side->store && side->uncopied.count(key) != 0) {
+  } else if (side->store != nullptr && side->uncopied.count(key) != 0) {
     mace_storage::Value stored;
-    if (GetFromStore(side->store.get(), key, &stored) && stored.size() == value.size() &&
+    if (GetFromStore(side->store, key, &stored) && stored.size() == value.size() &&
         (value.empty() || memcmp(stored.data(), &value[0], value.size()) == 0)) {
       return true;
     }
@@ -354,18 +379,18 @@ bool FileStorage::Insert(const std::string &key, const std::vector<unsigned char
 
 const std::vector<unsigned char> *FileStorage::Find(const std::string &key) {
   utils::ReadLock lock(&data_mutex_);
-  std::shared_ptr<Side> side = SideOf(this);
+  Side *side = SideOf(this);
   const std::vector<unsigned char> *found = nullptr;
   {
     std::lock_guard<std::mutex> side_lock(side->mutex);
     Entries::const_iterator it = data_.find(key);
     if (it != data_.end()) {
       found = &it->second;
-    } else if (side->store && side->uncopied.erase(key) != 0) {
+    } else if (side->store != nullptr && side->uncopied.erase(key) != 0) {
       // First use: copied once, into a node of its own (std::map insertion moves no other
       // element, so the pointers MACE holds stay valid).
       mace_storage::Value stored;
-      if (GetFromStore(side->store.get(), key, &stored)) {
+      if (GetFromStore(side->store, key, &stored)) {
         found = &data_.insert(std::make_pair(key, stored.ToVector())).first->second;
       }
     }
@@ -385,15 +410,15 @@ int FileStorage::Flush() {
   utils::WriteLock lock(&data_mutex_);
   mace_storage_guard_end(file_path_.c_str());
   if (!data_changed_) return 0;
-  std::shared_ptr<Side> side = SideOf(this);
+  Side *side = SideOf(this);
   std::lock_guard<std::mutex> side_lock(side->mutex);
   std::string error;
-  if (!side->store) {
+  if (side->store == nullptr) {
     // Load failed or was never called: open the store now (Load would have logged its findings).
     side->store = AcquireStore(file_path_, true, &error);
   }
   MaceStorageStatus status = MACE_STORAGE_IO_ERROR;
-  if (side->store) {
+  if (side->store != nullptr) {
     std::lock_guard<std::mutex> store_lock(side->store->mutex);
     mace_storage::Storage &s = side->store->storage;
     status = ApplyChanges(&s, side->changes, data_);
