@@ -104,6 +104,7 @@ void CopyEntries(const mace_storage::Storage &s, Entries *data) {
 // The store of one path, open for every FileStorage of the process on it. Its mutex makes a
 // storage's puts and their flush one step for the other storages on the path, so none commits
 // another's changes half done (a Clear and some of the puts after it).
+//
 // Reference counts are plain integers under the registry's mutex, not std::shared_ptr: core may
 // be compiled without -fPIC and still linked into libmace.so (the stand-in MACE of the packaging
 // tests is), and copying a shared_ptr makes libstdc++ read glibc's __libc_single_threaded, a
@@ -179,9 +180,9 @@ struct Changes {
 // the storage's data_mutex_ held exclusively, or held shared with mutex (concurrent Finds copy
 // values into data_ under it).
 struct Side {
+  Side() : store(nullptr) {}
   std::mutex mutex;
   Changes changes;
-  Side() : store(nullptr) {}
   // The store this storage loaded from and flushes to, one of its users (null until a Load or
   // Flush opened it).
   OpenStore *store;
