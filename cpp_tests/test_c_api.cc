@@ -251,6 +251,53 @@ TEST(CApi, ForEachVisitsInKeyOrderAndStops) {
   mace_storage_close(s);
 }
 
+int32_t CollectKeyOnly(const uint8_t *key, size_t key_len, void *user_data) {
+  static_cast<std::vector<std::string> *>(user_data)->push_back(
+      std::string(reinterpret_cast<const char *>(key), key_len));
+  return 0;
+}
+
+int32_t StopKeyVisitor(const uint8_t *, size_t, void *user_data) {
+  ++*static_cast<int *>(user_data);
+  return 1;
+}
+
+TEST(CApi, ForEachKeyVisitsTheKeysInOrderWithoutReadingValues) {
+  test::TempDir dir;
+  MaceStorage *s = OpenOk(dir.Path("cache.bin"));
+  EXPECT_EQ(MACE_STORAGE_OK, Put(s, "zeta", "1"));
+  EXPECT_EQ(MACE_STORAGE_OK, Put(s, "alpha", "2"));
+  EXPECT_EQ(MACE_STORAGE_OK, Put(s, "mid", "3"));
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage_flush(s));
+  mace_storage_close(s);
+
+  s = OpenOk(dir.Path("cache.bin"));
+  EXPECT_EQ(MACE_STORAGE_OK, Put(s, "beta", "4"));  // not flushed yet: listed all the same
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage_remove(s, U("mid"), 3));
+  std::vector<std::string> keys;
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage_for_each_key(s, CollectKeyOnly, &keys));
+  const char *want[] = {"alpha", "beta", "zeta"};
+  EXPECT_EQ(std::vector<std::string>(want, want + 3), keys);
+  // The same keys mace_storage_for_each visits.
+  std::vector<std::string> with_values;
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage_for_each(s, CollectKeys, &with_values));
+  EXPECT_EQ(with_values, keys);
+  int visits = 0;
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage_for_each_key(s, StopKeyVisitor, &visits));
+  EXPECT_EQ(1, visits);
+  MaceStorageStats stats = StatsOf(s);
+  EXPECT_EQ(0u, stats.hits + stats.misses);  // no value was got
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_for_each_key(s, nullptr, &visits));
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT,
+            mace_storage_for_each_key(nullptr, CollectKeyOnly, &keys));
+  EXPECT_EQ(1, visits);
+  mace_storage_clear(s);
+  keys.clear();
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage_for_each_key(s, CollectKeyOnly, &keys));
+  EXPECT_TRUE(keys.empty());
+  mace_storage_close(s);
+}
+
 TEST(CApi, GoldenFileReportNotesAndStats) {
   test::TempDir dir;
   const std::string path = dir.Path("mace_cl_compiled_program.bin");

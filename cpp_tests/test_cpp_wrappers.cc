@@ -164,6 +164,35 @@ TEST(CppWrappers, ForEachTakesAnyCallableAndStops) {
   EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, closed.ForEach(counter));
 }
 
+TEST(CppWrappers, ForEachKeyVisitsTheKeysInOrderAndStops) {
+  test::TempDir dir;
+  Storage s;
+  ASSERT_EQ(MACE_STORAGE_OK, Storage::Open(dir.Path("cache.bin"), nullptr, &s));
+  ASSERT_EQ(MACE_STORAGE_OK, s.Put("b", B("22")));
+  ASSERT_EQ(MACE_STORAGE_OK, s.Put("a", B("1")));
+  ASSERT_EQ(MACE_STORAGE_OK, s.Put("c", B("333")));
+  std::vector<std::string> seen;
+  EXPECT_EQ(MACE_STORAGE_OK, s.ForEachKey([&seen](const std::string &key) {
+    seen.push_back(key);
+    return true;
+  }));
+  const char *want[] = {"a", "b", "c"};
+  EXPECT_EQ(std::vector<std::string>(want, want + 3), seen);
+  int calls = 0;
+  EXPECT_EQ(MACE_STORAGE_OK, s.ForEachKey([&calls](const std::string &) {
+    ++calls;
+    return false;
+  }));
+  EXPECT_EQ(1, calls);
+  MaceStorageStats stats = MaceStorageStats();
+  ASSERT_EQ(MACE_STORAGE_OK, s.Stats(&stats));
+  EXPECT_EQ(0u, stats.hits + stats.misses);
+  Storage closed;
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, closed.ForEachKey([](const std::string &) {
+    return true;
+  }));
+}
+
 TEST(CppWrappers, ResetProgramCacheSetsTheFileAside) {
   test::TempDir dir;
   const std::string path = dir.path() + "/mace_cl_compiled_program.bin";

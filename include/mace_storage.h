@@ -408,6 +408,12 @@ typedef int32_t (*MaceStorageVisitor)(const uint8_t *key,
                                       size_t value_len,
                                       void *user_data);
 
+/*
+ Called once per key by `mace_storage_for_each_key`, in key order; the pointer is valid during the
+ call only. Return 0 to go on, anything else to stop.
+ */
+typedef int32_t (*MaceStorageKeyVisitor)(const uint8_t *key, size_t key_len, void *user_data);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -721,6 +727,18 @@ const char *mace_storage_open_notes(const struct MaceStorage *s);
 enum MaceStorageStatus mace_storage_for_each(const struct MaceStorage *s,
                                              MaceStorageVisitor visit,
                                              void *user_data);
+
+/*
+ Calls `visit` for every key, in key order, on a snapshot taken at the call, without reading,
+ verifying or copying any value: the cost is that of the keys alone. A key listed here may still
+ be missing at `mace_storage_get` (another thread removed it, or its value failed its checksum).
+
+ # Safety
+ `s` is NULL or an open handle; `visit` is NULL or a valid function.
+ */
+enum MaceStorageStatus mace_storage_for_each_key(const struct MaceStorage *s,
+                                                 MaceStorageKeyVisitor visit,
+                                                 void *user_data);
 
 /*
  Non-zero if `key` (`key_len` bytes) holds a program binary, 0 for the metadata that vouches for

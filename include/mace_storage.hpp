@@ -162,7 +162,22 @@ class Storage {
                                  const_cast<void *>(static_cast<const void *>(&f)));
   }
 
+  // Calls f(const std::string &key) for every key in key order, on a snapshot taken at the call,
+  // without reading or copying any value; f returns false to stop.
+  template <typename F>
+  MaceStorageStatus ForEachKey(F &&f) const {
+    typedef typename std::remove_reference<F>::type Fn;
+    return mace_storage_for_each_key(s_.get(), &VisitKey<Fn>,
+                                     const_cast<void *>(static_cast<const void *>(&f)));
+  }
+
  private:
+  template <typename Fn>
+  static int32_t VisitKey(const uint8_t *key, size_t key_len, void *user_data) {
+    Fn &f = *static_cast<Fn *>(user_data);
+    return f(std::string(reinterpret_cast<const char *>(key), key_len)) ? 0 : 1;
+  }
+
   template <typename Fn>
   static int32_t Visit(const uint8_t *key, size_t key_len, const uint8_t *value, size_t value_len,
                        void *user_data) {

@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "mace_storage.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -11,6 +13,13 @@ extern "C" {
 /* Flushes of MACE's FileStorage that failed since the process started; each was logged at WARNING
    and, unless MACE_STORAGE_STRICT_FLUSH was defined, reported to MACE as a success. */
 uint64_t mace_storage_dropin_flush_failures(void);
+
+/* Fills *out with the counters of the store the drop-in keeps open for the cache file at path (the
+   path exactly as MACE's FileStorage got it): every FileStorage of the process on that path loads
+   from it and flushes to it, so its gets (hits, misses) count the values Find copied and its
+   flushes those of every Flush. MACE_STORAGE_NOT_FOUND when no store is open for path (none was
+   loaded, or every storage that used it is gone); MACE_STORAGE_INVALID_ARGUMENT for NULL. */
+MaceStorageStatus mace_storage_dropin_stats(const char *path, MaceStorageStats *out);
 
 #ifdef __cplusplus
 }

@@ -3,23 +3,35 @@
 // and ReadOnlyByteStreamStorage over mace-storage: checksummed entries, atomic flushes, damaged
 // files salvaged instead of crashing MACE.
 //
-// MACE allocates these objects and its header fixes their members and inline destructors, so
-// nothing here outlives a call: each call opens the store, copies between it and data_ (the map
-// Find hands out pointers into), and closes it.
+// MACE allocates these objects and its header fixes their members and inline destructors, so what
+// the drop-in needs beyond them lives in side tables. The store of a path stays open while some
+// FileStorage that used it may still exist: one per path in the process, shared by every
+// FileStorage on that path (registry by path). Load opens it (or finds it open) and indexes its
+// keys; Find copies a value into data_ (the map Find hands out pointers into) the first time MACE
+// asks for it, so a start costs what the programs MACE uses cost, not the whole cache; Flush puts
+// what this storage changed into that store and commits it, without opening or reading the file
+// again (the store's flush merges, under the cache's lock, what another process committed
+// meanwhile). The store is closed when the last storage that used it is gone: destroyed through
+// the factory's deleter, or replaced by a new FileStorage at its address (MACE's inline destructor
+// cannot be seen, so a FileStorage that MACE deletes itself keeps the store open until then).
+//
+// A second FileStorage on a path whose store is open sees that store: the file as it was first
+// loaded in this process, with what this process's storages flushed since and what other
+// processes had committed by the last of those flushes. A second Load of the same object does
+// nothing.
 //
 // Crash-loop guard: MACE hands a binary to the driver right after Find returns it, and a driver can
 // crash on one. Find marks the program key in flight in this process's own marker (one small
 // write, no fsync); the mark ends when the driver evidently returned: the process's next Find,
 // Insert or Flush on that cache, the storage's destruction (for storages the factory made), or a
-// normal exit. If the process dies with a mark standing, the next Load evicts that entry, and three
-// such starts in a row set the file aside. A mark also ends after a window (the last resort, for a
-// process killed long after its final Find). Load also drops the cache after an OS update
-// (Android's ro.build.fingerprint, or MACE_STORAGE_OS_BUILD_ID elsewhere).
+// normal exit. If the process dies with a mark standing, the next open of the store evicts that
+// entry, and three such starts in a row set the file aside. A mark also ends after a window (the
+// last resort, for a process killed long after its final Find). The open also drops the cache after
+// an OS update (Android's ro.build.fingerprint, or MACE_STORAGE_OS_BUILD_ID elsewhere).
 //
 // Flush writes only what this storage changed since its Load (or its last successful Flush):
 // keys another process, or another FileStorage on the same path, committed meanwhile are kept.
-// After Clear() the file holds only what was inserted since. MACE's header fixes FileStorage's
-// members, so what changed is kept beside it, by object address, reset by the constructor.
+// After Clear() the file holds only what was inserted since.
 //
 // Macros: MACE_STORAGE_MACE_1_0 writes the format MACE v0.12-v1.0 reads (default: MACE v1.1's);
 // MACE_STORAGE_STRICT_FLUSH makes a failed flush return -1 (MACE then aborts) instead of 0;
@@ -28,6 +40,7 @@
 #include "mace/core/kv_storage.h"
 
 #include <stdint.h>
+#include <string.h>
 
 #include <atomic>
 #include <map>
@@ -35,6 +48,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mace_storage.h"
@@ -87,6 +101,74 @@ void CopyEntries(const mace_storage::Storage &s, Entries *data) {
   });
 }
 
+// The store of one path, open for every FileStorage of the process on it. Its mutex makes a
+// storage's puts and their flush one step for the other storages on the path, so none commits
+// another's changes half done (a Clear and some of the puts after it).
+//
+// Reference counts are plain integers under the registry's mutex, not std::shared_ptr: core may
+// be compiled without -fPIC and still linked into libmace.so (the stand-in MACE of the packaging
+// tests is), and copying a shared_ptr makes libstdc++ read glibc's __libc_single_threaded, a
+// reference that such an object cannot carry into a shared library.
+struct OpenStore {
+  explicit OpenStore(const std::string &p) : path(p), users(0) {}
+  const std::string path;
+  std::mutex mutex;
+  mace_storage::Storage storage;
+  int users;  // side tables holding it, under RegistryMutex()
+};
+
+// The open stores, by path; each lives as long as the side tables of the storages that use it
+// (below). Never destroyed: MACE may flush from a static destructor, after this file's statics
+// would be gone.
+std::mutex &RegistryMutex() {
+  static std::mutex *mutex = new std::mutex;
+  return *mutex;
+}
+std::map<std::string, OpenStore *> &Registry() {
+  static std::map<std::string, OpenStore *> *all = new std::map<std::string, OpenStore *>;
+  return *all;
+}
+
+// The store open for path, opened now if none is (quiet: do not log what the open found), with
+// one more user; give it back with ReleaseStore. Null when the open fails, with the library's
+// message in *error.
+OpenStore *AcquireStore(const std::string &path, bool quiet, std::string *error) {
+  std::lock_guard<std::mutex> lock(RegistryMutex());
+  std::map<std::string, OpenStore *> &registry = Registry();
+  std::map<std::string, OpenStore *>::iterator it = registry.find(path);
+  if (it != registry.end()) {
+    ++it->second->users;
+    return it->second;
+  }
+  // A missing file opens empty (logged at INFO), a damaged one with what verified, an unreadable
+  // one is moved aside (both logged at WARNING): only an I/O error is left to report.
+  MaceStorageOptions options = MaceStorageOptions();
+  options.format = kWriteFormat;
+  options.crash_guard_ms = kGuardWindowMs;
+  options.check_os_build = 1;
+  options.quiet = quiet ? 1 : 0;
+  std::unique_ptr<OpenStore> open(new OpenStore(path));
+  if (mace_storage::Storage::Open(path, &options, &open->storage) != MACE_STORAGE_OK) {
+    *error = open->storage.LastError();
+    return nullptr;
+  }
+  open->users = 1;
+  registry[path] = open.get();
+  return open.release();
+}
+
+// Gives back a store got from AcquireStore (null: nothing); the last user closes it, outside the
+// registry's lock.
+void ReleaseStore(OpenStore *store) {
+  if (store == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    if (--store->users > 0) return;
+    Registry().erase(store->path);
+  }
+  delete store;
+}
+
 // What one FileStorage changed since its Load or last successful Flush.
 struct Changes {
   Changes() : cleared(false) {}
@@ -94,20 +176,59 @@ struct Changes {
   std::set<std::string> keys;  // keys inserted with a new value
 };
 
-// The Changes of every FileStorage with some, by address. Never destroyed: MACE may flush from a
-// static destructor, after this file's statics would be gone.
-std::mutex &ChangesMutex() {
+// What the drop-in keeps for one FileStorage beside its fixed members. Its fields are used under
+// the storage's data_mutex_ held exclusively, or held shared with mutex (concurrent Finds copy
+// values into data_ under it).
+struct Side {
+  Side() : store(nullptr) {}
+  std::mutex mutex;
+  Changes changes;
+  // The store this storage loaded from and flushes to, one of its users (null until a Load or
+  // Flush opened it).
+  OpenStore *store;
+  // Keys of the store, as Load found them, whose value is not copied into data_ yet.
+  std::set<std::string> uncopied;
+};
+
+// The side table of every FileStorage, by address. Never destroyed, as the registry.
+std::mutex &SidesMutex() {
   static std::mutex *mutex = new std::mutex;
   return *mutex;
 }
-std::map<const void *, Changes> &AllChanges() {
-  static std::map<const void *, Changes> *all = new std::map<const void *, Changes>;
+std::map<const void *, Side *> &Sides() {
+  static std::map<const void *, Side *> *all = new std::map<const void *, Side *>;
   return *all;
 }
 
-void ForgetChanges(const void *storage) {
-  std::lock_guard<std::mutex> lock(ChangesMutex());
-  AllChanges().erase(storage);
+// The side table of a storage, made on first use. It stays until ForgetStorage, which only runs
+// when no call on that storage can be under way (its construction, its deletion).
+Side *SideOf(const void *storage) {
+  std::lock_guard<std::mutex> lock(SidesMutex());
+  Side *&side = Sides()[storage];
+  if (side == nullptr) side = new Side;
+  return side;
+}
+
+// Drops the side table of a storage that is gone, and with it its hold on the store (closed when
+// no other storage holds it), outside the table's lock.
+void ForgetStorage(const void *storage) {
+  Side *gone = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(SidesMutex());
+    std::map<const void *, Side *>::iterator it = Sides().find(storage);
+    if (it == Sides().end()) return;
+    gone = it->second;
+    Sides().erase(it);
+  }
+  ReleaseStore(gone->store);
+  delete gone;
+}
+
+// The value of key in the store, or false when it has none (removed since, or failed its
+// checksum when read).
+bool GetFromStore(OpenStore *store, const std::string &key, mace_storage::Value *out) {
+  std::lock_guard<std::mutex> lock(store->mutex);
+  return store->storage.Get(key, out) == MACE_STORAGE_OK;
 }
 
 // Applies this storage's changes to s: after a Clear, s holds exactly data; otherwise the changed
@@ -138,7 +259,7 @@ struct EndMarkAndDelete {
   std::string path;
   void operator()(mace::KVStorage *storage) const {
     mace_storage_guard_end(path.c_str());
-    ForgetChanges(storage);
+    ForgetStorage(storage);
     delete storage;
   }
 };
@@ -147,6 +268,15 @@ struct EndMarkAndDelete {
 
 // Counts the drop-in's failed flushes (declared in mace_storage_dropin.h).
 extern "C" uint64_t mace_storage_dropin_flush_failures(void) { return g_flush_failures.load(); }
+
+// The counters of the store the drop-in keeps open for path (declared in mace_storage_dropin.h).
+extern "C" MaceStorageStatus mace_storage_dropin_stats(const char *path, MaceStorageStats *out) {
+  if (path == nullptr || out == nullptr) return MACE_STORAGE_INVALID_ARGUMENT;
+  std::lock_guard<std::mutex> lock(RegistryMutex());
+  std::map<std::string, OpenStore *>::iterator it = Registry().find(path);
+  if (it == Registry().end()) return MACE_STORAGE_NOT_FOUND;
+  return it->second->storage.Stats(out);
+}
 
 namespace mace {
 
@@ -174,25 +304,39 @@ std::shared_ptr<KVStorage> FileStorageFactory::CreateStorage(const std::string &
 
 FileStorage::FileStorage(const std::string &file_path)
     : loaded_(false), data_changed_(false), file_path_(file_path) {
-  // A storage freed by MACE's own destructor may have left changes under this address.
-  ForgetChanges(this);
+  // A storage freed by MACE's own destructor may have left its side table under this address.
+  ForgetStorage(this);
 }
 
 int FileStorage::Load() {
   utils::WriteLock lock(&data_mutex_);
   if (loaded_) return 0;
-  // A missing file opens empty (logged at INFO), a damaged one with what verified, an unreadable
-  // one is moved aside (both logged at WARNING): only an I/O error is left to report here.
-  MaceStorageOptions options = MaceStorageOptions();
-  options.crash_guard_ms = kGuardWindowMs;
-  options.check_os_build = 1;
-  mace_storage::Storage s;
-  if (mace_storage::Storage::Open(file_path_, &options, &s) != MACE_STORAGE_OK) {
-    Warn("could not read the cache " + file_path_ + " (" + s.LastError() +
+  std::string error;
+  OpenStore *store = AcquireStore(file_path_, false, &error);
+  if (store == nullptr) {
+    Warn("could not read the cache " + file_path_ + " (" + error +
          "): Load returned -1; MACE starts without the cached programs and builds them");
     return -1;
   }
-  CopyEntries(s, &data_);
+  Side *side = SideOf(this);
+  std::lock_guard<std::mutex> side_lock(side->mutex);
+  if (side->store == nullptr) {
+    side->store = store;
+  } else {
+    ReleaseStore(store);  // a Flush opened it already: the same store
+    store = side->store;
+  }
+  // An index, not a copy: Find copies the values MACE asks for. Keys already in data_ keep their
+  // value (it is the newer one), and after a Clear the file's entries are gone for this storage.
+  if (!side->changes.cleared) {
+    std::set<std::string> *uncopied = &side->uncopied;
+    Entries *data = &data_;
+    std::lock_guard<std::mutex> store_lock(store->mutex);
+    store->storage.ForEachKey([uncopied, data](const std::string &key) {
+      if (data->find(key) == data->end()) uncopied->insert(uncopied->end(), key);
+      return true;
+    });
+  }
   loaded_ = true;
   return 0;
 }
@@ -202,10 +346,11 @@ bool FileStorage::Clear() {
   mace_storage_guard_end(file_path_.c_str());
   data_.clear();
   data_changed_ = true;
-  std::lock_guard<std::mutex> changes_lock(ChangesMutex());
-  Changes &changes = AllChanges()[this];
-  changes.cleared = true;
-  changes.keys.clear();
+  Side *side = SideOf(this);
+  std::lock_guard<std::mutex> side_lock(side->mutex);
+  side->changes.cleared = true;
+  side->changes.keys.clear();
+  side->uncopied.clear();
   return true;
 }
 
@@ -213,27 +358,52 @@ bool FileStorage::Insert(const std::string &key, const std::vector<unsigned char
   utils::WriteLock lock(&data_mutex_);
   // The driver returned from the binary Find gave last: MACE inserts after building.
   mace_storage_guard_end(file_path_.c_str());
+  Side *side = SideOf(this);
+  std::lock_guard<std::mutex> side_lock(side->mutex);
   // MACE re-inserts the same device and platform values on every run: no change, no flush.
   Entries::iterator it = data_.find(key);
-  if (it != data_.end() && it->second == value) return true;
+  if (it != data_.end()) {
+    if (it->second == value) return true;
+  } else if (side->store != nullptr && side->uncopied.count(key) != 0) {
+    mace_storage::Value stored;
+    if (GetFromStore(side->store, key, &stored) && stored.size() == value.size() &&
+        (value.empty() || memcmp(stored.data(), &value[0], value.size()) == 0)) {
+      return true;
+    }
+  }
   data_[key] = value;
+  side->uncopied.erase(key);
   data_changed_ = true;
-  std::lock_guard<std::mutex> changes_lock(ChangesMutex());
-  AllChanges()[this].keys.insert(key);
+  side->changes.keys.insert(key);
   return true;
 }
 
 const std::vector<unsigned char> *FileStorage::Find(const std::string &key) {
   utils::ReadLock lock(&data_mutex_);
-  Entries::const_iterator it = data_.find(key);
+  Side *side = SideOf(this);
+  const std::vector<unsigned char> *found = nullptr;
+  {
+    std::lock_guard<std::mutex> side_lock(side->mutex);
+    Entries::const_iterator it = data_.find(key);
+    if (it != data_.end()) {
+      found = &it->second;
+    } else if (side->store != nullptr && side->uncopied.erase(key) != 0) {
+      // First use: copied once, into a node of its own (std::map insertion moves no other
+      // element, so the pointers MACE holds stay valid).
+      mace_storage::Value stored;
+      if (GetFromStore(side->store, key, &stored)) {
+        found = &data_.insert(std::make_pair(key, stored.ToVector())).first->second;
+      }
+    }
+  }
   // MACE builds one program at a time: a new Find means the driver returned from the last one.
-  if (it != data_.end() && IsProgramBinary(key)) {
+  if (found != nullptr && IsProgramBinary(key)) {
     mace_storage_guard_mark(file_path_.c_str(), reinterpret_cast<const uint8_t *>(key.data()),
                             key.size());
   } else {
     mace_storage_guard_end(file_path_.c_str());
   }
-  return it == data_.end() ? nullptr : &it->second;
+  return found;
 }
 
 int FileStorage::Flush() {
@@ -241,27 +411,30 @@ int FileStorage::Flush() {
   utils::WriteLock lock(&data_mutex_);
   mace_storage_guard_end(file_path_.c_str());
   if (!data_changed_) return 0;
-  Changes changes;
-  {
-    std::lock_guard<std::mutex> changes_lock(ChangesMutex());
-    changes = AllChanges()[this];
+  Side *side = SideOf(this);
+  std::lock_guard<std::mutex> side_lock(side->mutex);
+  std::string error;
+  if (side->store == nullptr) {
+    // Load failed or was never called: open the store now (Load would have logged its findings).
+    side->store = AcquireStore(file_path_, true, &error);
   }
-  MaceStorageOptions options = MaceStorageOptions();
-  options.format = kWriteFormat;
-  options.quiet = 1;  // Load already reported what the file held.
-  mace_storage::Storage s;
-  MaceStorageStatus status = mace_storage::Storage::Open(file_path_, &options, &s);
-  if (status == MACE_STORAGE_OK) status = ApplyChanges(&s, changes, data_);
-  if (status == MACE_STORAGE_OK) status = s.Flush();
+  MaceStorageStatus status = MACE_STORAGE_IO_ERROR;
+  if (side->store != nullptr) {
+    std::lock_guard<std::mutex> store_lock(side->store->mutex);
+    mace_storage::Storage &s = side->store->storage;
+    status = ApplyChanges(&s, side->changes, data_);
+    if (status == MACE_STORAGE_OK) status = s.Flush();
+    if (status != MACE_STORAGE_OK) error = s.LastError();
+  }
   if (status == MACE_STORAGE_OK) {
     data_changed_ = false;
-    ForgetChanges(this);
+    side->changes = Changes();
     return 0;
   }
   // MACE aborts the app when Flush returns -1 (a missing directory, no permission, a full disk):
   // losing the cache write costs one rebuild, an abort costs the app.
   ++g_flush_failures;
-  Warn("could not save the cache " + file_path_ + " (" + s.LastError() + "): " +
+  Warn("could not save the cache " + file_path_ + " (" + error + "): " +
        (kStrictFlush ? "returned -1 as MACE_STORAGE_STRICT_FLUSH asks"
                      : "returned success so MACE keeps running") +
        "; the cache stays in memory and is retried at the next flush");

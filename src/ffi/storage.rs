@@ -650,6 +650,36 @@ pub unsafe extern "C" fn mace_storage_for_each(
     })
 }
 
+/// Called once per key by `mace_storage_for_each_key`, in key order; the pointer is valid during the
+/// call only. Return 0 to go on, anything else to stop.
+pub type MaceStorageKeyVisitor =
+    Option<extern "C" fn(key: *const u8, key_len: usize, user_data: *mut c_void) -> i32>;
+
+/// Calls `visit` for every key, in key order, on a snapshot taken at the call, without reading,
+/// verifying or copying any value: the cost is that of the keys alone. A key listed here may still
+/// be missing at `mace_storage_get` (another thread removed it, or its value failed its checksum).
+///
+/// # Safety
+/// `s` is NULL or an open handle; `visit` is NULL or a valid function.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_for_each_key(
+    s: *const MaceStorage,
+    visit: MaceStorageKeyVisitor,
+    user_data: *mut c_void,
+) -> MaceStorageStatus {
+    with_store(s, |st, h| {
+        let Some(visit) = visit else {
+            return invalid(h, "visit is NULL");
+        };
+        for k in st.store.keys() {
+            if visit(k.as_ptr(), k.len(), user_data) != 0 {
+                break;
+            }
+        }
+        MACE_STORAGE_OK
+    })
+}
+
 /// Non-zero if `key` (`key_len` bytes) holds a program binary, 0 for the metadata that vouches for
 /// binaries (MACE's platform info and GPU name, this library's fingerprint and OS build, source
 /// hashes): the MACE drop-in marks only binaries in flight. NULL with a non-zero length: 0.

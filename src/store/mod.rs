@@ -688,6 +688,31 @@ impl Store {
         v
     }
 
+    /// The keys of the current entries, sorted; no value is read or verified, so a key whose value
+    /// was read unverified ([`Verify::Lazy`]) is listed even if that value fails its checksum (and
+    /// leaves the store) on first use.
+    pub fn keys(&self) -> Vec<Vec<u8>> {
+        let s = self.state.read();
+        let mut v: Vec<Vec<u8>> = if s.cleared {
+            Vec::new()
+        } else {
+            s.base
+                .keys()
+                .filter(|k| !s.pending.contains_key(*k))
+                .cloned()
+                .collect()
+        };
+        v.extend(
+            s.pending
+                .iter()
+                .filter(|(_, p)| p.is_some())
+                .map(|(k, _)| k.clone()),
+        );
+        drop(s);
+        v.sort_unstable();
+        v
+    }
+
     /// Number of entries now in the store, counting those not verified yet ([`Verify::Lazy`]): one
     /// that fails its checksum on first use leaves then.
     pub fn len(&self) -> usize {
