@@ -27,13 +27,15 @@ def mace_storage_replace_kv_storage(srcs):
         fail("mace_storage_replace_kv_storage: no kv_storage.cc in srcs (is this MACE's core?)")
     return kept + [MACE_STORAGE_DROPIN]
 
-def mace_storage_copts(mace_1_0 = False, strict_flush = False, guard_window_ms = None):
+def mace_storage_copts(mace_1_0 = False, strict_flush = False, guard_window_ms = None, budget_mib = None):
     """The drop-in's definitions, for core's copts: the same switches as the CMake function.
 
     Args:
       mace_1_0: the MACE beside it is v0.12-v1.0: write the format it reads.
       strict_flush: a failed flush returns -1 (MACE aborts) instead of 0.
       guard_window_ms: the crash-loop guard's window in milliseconds (default 2000).
+      budget_mib: the largest file in MiB, least recently used binaries evicted past it
+        (default 64; 0: no bound).
     """
     copts = []
     if mace_1_0:
@@ -42,4 +44,6 @@ def mace_storage_copts(mace_1_0 = False, strict_flush = False, guard_window_ms =
         copts.append("-DMACE_STORAGE_STRICT_FLUSH")
     if guard_window_ms != None:
         copts.append("-DMACE_STORAGE_GUARD_WINDOW_MS=%d" % guard_window_ms)
+    if budget_mib != None:
+        copts.append("-DMACE_STORAGE_BUDGET_MIB=%d" % budget_mib)
     return copts

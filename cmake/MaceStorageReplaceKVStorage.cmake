@@ -1,4 +1,5 @@
-# mace_storage_replace_kv_storage(<target> [MACE_1_0] [STRICT_FLUSH] [GUARD_WINDOW_MS <ms>])
+# mace_storage_replace_kv_storage(<target> [MACE_1_0] [STRICT_FLUSH] [GUARD_WINDOW_MS <ms>]
+#                                 [BUDGET_MIB <MiB>])
 #
 # Swaps MACE's storage layer in <target> (MACE's `core` library) for mace-storage: removes every
 # source whose path ends in mace/core/kv_storage.cc, adds the drop-in src/cpp/mace_kv_storage.cc,
@@ -9,9 +10,11 @@
 #   STRICT_FLUSH     a failed flush returns -1 (MACE aborts) instead of 0 (MACE_STORAGE_STRICT_FLUSH)
 #   GUARD_WINDOW_MS  the crash-loop guard's window in milliseconds, a definition on the drop-in
 #                    source alone (MACE_STORAGE_GUARD_WINDOW_MS; default 2000; needs CMake 3.18)
+#   BUDGET_MIB       the largest file in MiB, least recently used binaries evicted past it
+#                    (MACE_STORAGE_BUDGET_MIB; default 64; 0: no bound; needs CMake 3.18)
 # Fails when <target> has no kv_storage.cc, since the drop-in would then clash with MACE's own.
 function(mace_storage_replace_kv_storage target)
-  cmake_parse_arguments(arg "MACE_1_0;STRICT_FLUSH" "GUARD_WINDOW_MS" "" ${ARGN})
+  cmake_parse_arguments(arg "MACE_1_0;STRICT_FLUSH" "GUARD_WINDOW_MS;BUDGET_MIB" "" ${ARGN})
   if(NOT TARGET ${target})
     message(FATAL_ERROR "mace_storage_replace_kv_storage: no target named ${target}")
   endif()
@@ -59,6 +62,17 @@ function(mace_storage_replace_kv_storage target)
     # A source property of the target's directory: only the drop-in recompiles when it changes.
     set_property(SOURCE "${dropin}" TARGET_DIRECTORY ${target} APPEND PROPERTY
                  COMPILE_DEFINITIONS "MACE_STORAGE_GUARD_WINDOW_MS=${arg_GUARD_WINDOW_MS}")
+  endif()
+  if(DEFINED arg_BUDGET_MIB)
+    if(NOT arg_BUDGET_MIB MATCHES "^[0-9]+$")
+      message(FATAL_ERROR "mace_storage_replace_kv_storage: BUDGET_MIB must be a number of MiB, "
+                          "not '${arg_BUDGET_MIB}'")
+    endif()
+    if(CMAKE_VERSION VERSION_LESS 3.18)
+      message(FATAL_ERROR "mace_storage_replace_kv_storage: BUDGET_MIB needs CMake 3.18")
+    endif()
+    set_property(SOURCE "${dropin}" TARGET_DIRECTORY ${target} APPEND PROPERTY
+                 COMPILE_DEFINITIONS "MACE_STORAGE_BUDGET_MIB=${arg_BUDGET_MIB}")
   endif()
   message(STATUS "MaceStorage: ${target}: replaced ${removed} with ${dropin}")
 endfunction()

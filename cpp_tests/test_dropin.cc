@@ -1006,3 +1006,29 @@ TEST(DropInLazy, ConcurrentFindsCopyEachValueOnce) {
 }
 
 }  // namespace
+
+// MACE_STORAGE_BUDGET_MIB bounds the file: the flush that would outgrow it evicts the least
+// recently used programs first, and the newest survive.
+TEST(DropInBudget, TheEnvironmentsBudgetKeepsTheFileWithinItAndTheNewestPrograms) {
+  test::TempDir dir;
+  const std::string path = dir.Path(kCacheName);
+  ASSERT_EQ(0, setenv("MACE_STORAGE_BUDGET_MIB", "2", 1));
+  {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    ASSERT_EQ(0, cache->Load());
+    EXPECT_TRUE(cache->Insert(kPlatformKey, B("platform")));
+    for (int i = 0; i < 6; ++i) {
+      Bytes binary(512 * 1024, static_cast<unsigned char>(i));
+      EXPECT_TRUE(cache->Insert(ProgramKey(i), binary));
+      EXPECT_EQ(0, cache->Flush());
+      EXPECT_LE(test::ReadFile(path).size(), 2u << 20) << "after program " << i;
+    }
+    EXPECT_GT(DropInStats(path).evictions, 0u);
+  }
+  ASSERT_EQ(0, unsetenv("MACE_STORAGE_BUDGET_MIB"));
+  const Entries kept = StockEntries(path);
+  EXPECT_EQ(1u, kept.count(ProgramKey(5)));
+  EXPECT_EQ(1u, kept.count(ProgramKey(4)));
+  EXPECT_EQ(0u, kept.count(ProgramKey(0)));
+  EXPECT_EQ(1u, kept.count(kPlatformKey));
+}

@@ -132,22 +132,29 @@ fn a_program_used_by_a_later_process_outlives_newer_unused_ones() {
 #[test]
 fn within_the_budget_nothing_is_evicted_and_use_records_stay_few() {
     let (_d, path) = common::temp_path("budget", "cache.bin");
-    let s = open(&path, 64);
+    let s = open(&path, 24);
     put_metadata(&s);
+    let records = |path: &Path| {
+        Store::open(path, Options::default())
+            .unwrap()
+            .entries()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(keys::USES_PREFIX))
+            .count()
+    };
     for i in 0..20 {
         put_program(&s, i);
         let _ = s.get(&program(i / 2));
         s.flush().unwrap();
+        // Below half the budget the file holds only what was put.
+        if i < 10 {
+            assert_eq!(records(&path), 0, "after program {i}");
+        }
     }
     let st = s.stats();
     assert_eq!(st.evictions, 0, "{st:?}");
     assert_eq!(present(&path), (0..20).collect::<Vec<_>>());
-    let records = Store::open(&path, Options::default())
-        .unwrap()
-        .entries()
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(keys::USES_PREFIX))
-        .count();
+    let records = records(&path);
     assert!((1..=9).contains(&records), "{records} use records");
     // A flush with nothing to commit writes nothing, not even a use record.
     let written = st.bytes_written;

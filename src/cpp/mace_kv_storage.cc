@@ -35,11 +35,15 @@
 //
 // Macros: MACE_STORAGE_MACE_1_0 writes the format MACE v0.12-v1.0 reads (default: MACE v1.1's);
 // MACE_STORAGE_STRICT_FLUSH makes a failed flush return -1 (MACE then aborts) instead of 0;
-// MACE_STORAGE_GUARD_WINDOW_MS sets the guard's last-resort window (default 2000 ms).
+// MACE_STORAGE_GUARD_WINDOW_MS sets the guard's last-resort window (default 2000 ms);
+// MACE_STORAGE_BUDGET_MIB bounds the file (default 64 MiB, 0: no bound): a flush that would
+// outgrow it evicts the least recently used program binaries first. The environment variable of
+// the same name overrides it at run time.
 
 #include "mace/core/kv_storage.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <atomic>
@@ -74,6 +78,23 @@ const uint32_t kGuardWindowMs = MACE_STORAGE_GUARD_WINDOW_MS;
 #else
 const uint32_t kGuardWindowMs = 2000;
 #endif
+
+#ifdef MACE_STORAGE_BUDGET_MIB
+const uint32_t kBudgetMib = MACE_STORAGE_BUDGET_MIB;
+#else
+const uint32_t kBudgetMib = 64;
+#endif
+
+// The size budget: MACE_STORAGE_BUDGET_MIB from the environment (a number of MiB, 0 for none)
+// when it is one, the build's otherwise.
+uint32_t BudgetMib() {
+  const char* env = getenv("MACE_STORAGE_BUDGET_MIB");
+  if (env == nullptr || *env == '\0') return kBudgetMib;
+  char* end = nullptr;
+  unsigned long v = strtoul(env, &end, 10);  // NOLINT(runtime/int): strtoul's type
+  if (*end != '\0' || v > 0xffffffffUL) return kBudgetMib;
+  return static_cast<uint32_t>(v);
+}
 
 typedef std::map<std::string, std::vector<unsigned char>> Entries;
 
@@ -146,6 +167,7 @@ OpenStore *AcquireStore(const std::string &path, bool quiet, std::string *error)
   options.format = kWriteFormat;
   options.crash_guard_ms = kGuardWindowMs;
   options.check_os_build = 1;
+  options.budget_mib = BudgetMib();
   options.quiet = quiet ? 1 : 0;
   std::unique_ptr<OpenStore> open(new OpenStore(path));
   if (mace_storage::Storage::Open(path, &options, &open->storage) != MACE_STORAGE_OK) {

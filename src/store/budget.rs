@@ -2,8 +2,9 @@
 //! first evicts the least recently used program binaries, down to 7/8 of it, so the flushes that
 //! follow can append again before the next eviction.
 //!
-//! Use is recorded without a write per get: the store notes the keys it hands out or is given, and a
-//! flush that commits something also commits a small use record, an ordinary entry named
+//! Use is recorded without a write per get: the store notes the keys it hands out or is given, and,
+//! once the file is past half its budget, a flush that commits something also commits a small use
+//! record, an ordinary entry named
 //! `mace_storage_uses_<n>` (`n` one more than the highest in the file, [`keys::USES_PREFIX`]) listing
 //! those keys with generation `n`. An entry's last use is the highest generation a record gives it;
 //! one no record names is older than every named one. A flush that evicts, or that finds more than
@@ -148,6 +149,11 @@ impl Store {
             .sum::<u64>()
             + records_len
             + format::entry_len_bound(format, 32, folded_len(&ranked) as usize, ValueKind::Bytes);
+        // A cache far from its budget needs no use order yet, and stock MACE, whose reader lists
+        // every entry, sees none of the records until then.
+        if record_keys.is_empty() && format::file_len_bound(total) <= budget / 2 {
+            return None;
+        }
         let mut evicted = Vec::new();
         if format::file_len_bound(total) > budget {
             let target = budget - budget / 8;
