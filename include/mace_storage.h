@@ -287,9 +287,14 @@ typedef struct MaceStorageOptions {
    */
   uint32_t max_file_mib;
   /*
+   When values are checksummed: a `MaceStorageVerify` value, 0 for the default (eager).
+   Taken from `reserved`, so the struct keeps its size.
+   */
+  int32_t verify;
+  /*
    Zero. Room for options to come without changing the struct's size.
    */
-  uint32_t reserved[5];
+  uint32_t reserved[4];
 } MaceStorageOptions;
 
 /*

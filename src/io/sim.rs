@@ -8,7 +8,7 @@
 //! capacity makes the disk fill up: a write that does not fit writes what fits, then fails with
 //! ENOSPC, as a real `pwrite` loop does.
 
-use super::{FileHandle, FileMeta, Fs, LockKind, ProcessLock};
+use super::{past_the_end, within, FileHandle, FileMeta, Fs, LockKind, ProcessLock, ReadHandle};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
@@ -633,6 +633,37 @@ impl FileHandle for SimHandle {
     }
 }
 
+/// A file open for reading: the inode opened (a file renamed over the path later is another
+/// inode), its visible contents (unsynced writes included, as every read here sees them), within
+/// the length it had at open. Each read is a call, so faults and crashes reach it.
+struct SimRead {
+    fs: SimFs,
+    ino: u64,
+    len: u64,
+}
+
+impl ReadHandle for SimRead {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let (ino, len) = (self.ino, self.len);
+        let desc = format!("read_at ino={ino} off={offset} len={}", buf.len());
+        self.fs.call(desc, |st| {
+            let data = &st.node(ino).data;
+            if !within(offset, buf.len(), len) || !within(offset, buf.len(), data.len() as u64) {
+                return Err(past_the_end());
+            }
+            let at = offset as usize;
+            buf.copy_from_slice(&data[at..at + buf.len()]);
+            Ok(())
+        })
+    }
+
+    fn meta(&self) -> io::Result<FileMeta> {
+        let ino = self.ino;
+        self.fs
+            .call(format!("meta ino={ino}"), |st| Ok(st.meta(ino)))
+    }
+}
+
 struct LockGuard {
     shared: Arc<Shared>,
     path: PathBuf,
@@ -655,6 +686,21 @@ impl Fs for SimFs {
                 .map(|&ino| (st.inodes[&ino].data.clone(), st.meta(ino)));
             Ok(found)
         })
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Option<(Arc<dyn ReadHandle>, FileMeta)>> {
+        let p = norm(path);
+        let found = self.call(format!("open_read {}", p.display()), |st| {
+            Ok(st.names.get(&p).map(|&ino| st.meta(ino)))
+        })?;
+        Ok(found.map(|meta| {
+            let h: Arc<dyn ReadHandle> = Arc::new(SimRead {
+                fs: self.clone(),
+                ino: meta.ino,
+                len: meta.len,
+            });
+            (h, meta)
+        }))
     }
 
     fn metadata(&self, path: &Path) -> io::Result<Option<FileMeta>> {
