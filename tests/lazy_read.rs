@@ -488,3 +488,49 @@ fn other_formats_are_verified_at_open_under_lazy_too() {
         assert_eq!(lazy.stats().entries_failed_on_use, 0, "{f}");
     }
 }
+
+/// Bytes read by the `read_at` calls of `fs`'s trace.
+fn bytes_read(fs: &SimFs) -> u64 {
+    fs.trace()
+        .iter()
+        .filter(|t| t.contains(" read_at ") && !t.contains("=>"))
+        .filter_map(|t| t.rsplit("len=").next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A lazy open reads the framing only: a few KiB per entry at most, never the values it skips;
+/// each first get reads that value's record, and a second get reads nothing.
+#[test]
+fn a_lazy_open_reads_the_framing_not_the_values() {
+    let fs = SimFs::new();
+    fs.write_file("data/.keep", b"");
+    let s = open_sim(&fs, Verify::Lazy);
+    s.put(PLATFORM_INFO_KEY, Value::copy_from(b"platform"))
+        .unwrap();
+    let n = 20;
+    for i in 0..n {
+        s.put(&key(i), Value::from_vec(value(i, 60_000))).unwrap();
+    }
+    s.flush().unwrap();
+    drop(s);
+    let len = fs.read_file(PATH).unwrap().len() as u64;
+    fs.reset_calls();
+    let s = open_sim(&fs, Verify::Lazy);
+    let at_open = bytes_read(&fs);
+    assert!(
+        fs.trace().iter().all(|t| !t.contains(" read ")),
+        "{:?}",
+        fs.trace()
+    );
+    assert!(
+        at_open <= (n as u64 + 2) * 8192,
+        "{at_open} bytes read at open of a {len}-byte file"
+    );
+    fs.reset_calls();
+    assert_eq!(s.get(&key(5)).unwrap().len(), 60_000);
+    let one = bytes_read(&fs);
+    assert!((60_000..61_000).contains(&one), "{one}");
+    fs.reset_calls();
+    assert!(s.get(&key(5)).is_some());
+    assert_eq!(fs.calls(), 0, "{:?}", fs.trace());
+}

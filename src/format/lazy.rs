@@ -123,7 +123,7 @@ pub(crate) fn walk11(
         let end = start + n as usize;
         // The message's fields first, then its extension: reading in file order keeps the walk to
         // about one window per entry. Every check is made either way.
-        let kv = kvpair_framing(src, start, end)?;
+        let kv = kvpair_framing(src, start, end, &mut key)?;
         let ext_tag = end.checked_sub(EXT_FIELD_LEN)?;
         if ext_tag < start {
             return None;
@@ -142,12 +142,7 @@ pub(crate) fn walk11(
         }
         stream.combine(&Hasher::new_with_initial_len(crc, (end - 4 - p) as u64));
         stream.update(&crc.to_le_bytes());
-        key.clear();
-        key.extend_from_slice(src.peek(kv.key.start, kv.key.len())?);
-        if key.len() != kv.key.len()
-            || !sink.first(&key, kv.key.clone())
-            || !mem.charge(kv.key.len(), kv.built_len())
-        {
+        if !sink.first(&key, kv.key.clone()) || !mem.charge(kv.key.len(), kv.built_len()) {
             return None;
         }
         let check = EntryCheck {
@@ -221,8 +216,15 @@ pub(crate) fn walk11(
 }
 
 /// The fields of the `KVPair` message at `start..end`, as `stock::parse_kvpair` finds them, reading
-/// the tags and lengths but never the payload of a `bytes_value` (nor of an unknown field).
-fn kvpair_framing(src: &mut dyn Source, start: usize, end: usize) -> Option<Kv> {
+/// the tags and lengths but never the payload of a `bytes_value` (nor of an unknown field). The
+/// key's bytes are copied into `key_bytes` as the walk passes them (while they are in the window).
+fn kvpair_framing(
+    src: &mut dyn Source,
+    start: usize,
+    end: usize,
+    key_bytes: &mut Vec<u8>,
+) -> Option<Kv> {
+    key_bytes.clear();
     let mut key = start..start;
     let mut bytes_value: Option<Range<usize>> = None;
     let mut u32s: Option<usize> = None;
@@ -264,7 +266,15 @@ fn kvpair_framing(src: &mut dyn Source, start: usize, end: usize) -> Option<Kv> 
             _ => return None, // groups are not used by MACE's messages
         };
         match (number, payload) {
-            (1, Some(s)) => key = s,
+            (1, Some(s)) => {
+                let b = src.peek(s.start, s.len())?;
+                if b.len() != s.len() {
+                    return None;
+                }
+                key_bytes.clear();
+                key_bytes.extend_from_slice(b);
+                key = s;
+            }
             (2, Some(s)) => bytes_value = Some(s),
             (3, None) if tag & 7 == WT_VARINT => *u32s.get_or_insert(0) += 1,
             (3, Some(s)) => {
