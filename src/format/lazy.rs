@@ -14,6 +14,7 @@ use super::{
     PLATFORM_INFO_KEY,
 };
 use crc32fast::Hasher;
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 /// The bytes of a file as the walk reads them, at the offsets it asks for.
@@ -46,19 +47,17 @@ impl Source for SliceSource<'_> {
 
 /// Where the walk hands each entry it accepts.
 pub trait Sink {
-    /// Whether the key (`key`, at `at` in the file) is seen for the first time; it is remembered
-    /// by the [`Sink::push`] that follows a `true`.
-    fn first(&mut self, key: &[u8], at: Range<usize>) -> bool;
-    /// An entry that passed the framing checks. `check`: the checksum its first use must pass;
-    /// `None` when it was verified by the walk, which then passes the verified bytes the checksum
-    /// covers (`record`, starting at file offset `record_at`).
+    /// An entry that passed the framing checks; `false` if its key was handed before (the walk
+    /// then fails: a file with a duplicate key is decoded eagerly). `check`: the checksum its first
+    /// use must pass; `None` when it was verified by the walk, which then passes the verified bytes
+    /// the checksum covers (`record`, starting at file offset `record_at`).
     fn push(
         &mut self,
         key: &[u8],
         entry: DecodedEntry,
         check: Option<EntryCheck>,
         record: Option<(&[u8], usize)>,
-    );
+    ) -> bool;
 }
 
 /// What a successful walk found besides the entries.
@@ -92,7 +91,7 @@ pub(crate) fn walk11(
     let mut stream = Hasher::new();
     stream.update(src.peek(0, header.end)?);
     let mut count = 0u64;
-    let mut per_seq: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    let mut per_seq = PerSeq::default();
     let mut commits: Vec<(u32, u32)> = Vec::new();
     let mut has_platform = false;
     let mut any_vouched = false;
@@ -142,7 +141,7 @@ pub(crate) fn walk11(
         }
         stream.combine(&Hasher::new_with_initial_len(crc, (end - 4 - p) as u64));
         stream.update(&crc.to_le_bytes());
-        if !sink.first(&key, kv.key.clone()) || !mem.charge(kv.key.len(), kv.built_len()) {
+        if !mem.charge(kv.key.len(), kv.built_len()) {
             return None;
         }
         let check = EntryCheck {
@@ -156,7 +155,7 @@ pub(crate) fn walk11(
         has_platform |= is_platform;
         let vouched = flags & FLAG_VOUCHED != 0;
         any_vouched |= vouched;
-        *per_seq.entry(seq).or_default() += 1;
+        per_seq.add(seq);
         count += 1;
         if eager {
             let rec = src.peek(p, end - 4 - p)?;
@@ -170,7 +169,9 @@ pub(crate) fn walk11(
                 kind,
                 vouched,
             };
-            sink.push(&key, entry, None, Some((rec, p)));
+            if !sink.push(&key, entry, None, Some((rec, p))) {
+                return None;
+            }
         } else {
             let (value, kind) = kv.value_ref(&[]);
             let entry = DecodedEntry {
@@ -179,10 +180,13 @@ pub(crate) fn walk11(
                 kind,
                 vouched,
             };
-            sink.push(&key, entry, Some(check), None);
+            if !sink.push(&key, entry, Some(check), None) {
+                return None;
+            }
         }
         p = end;
     }
+    let per_seq = per_seq.done();
     let tail = src.peek(records_end, 4)?;
     let stream_crc = u32::from_le_bytes(tail.try_into().ok()?);
     if p != records_end || stream.finalize() != stream_crc || (any_vouched && !has_platform) {
@@ -213,6 +217,37 @@ pub(crate) fn walk11(
         },
         generation: header.generation,
     })
+}
+
+/// Entries counted per batch; a batch's entries are written one after another, so counting runs of
+/// one batch keeps the map out of the per-entry path.
+#[derive(Default)]
+struct PerSeq {
+    run: Option<(u32, u64)>,
+    map: BTreeMap<u32, u64>,
+}
+
+impl PerSeq {
+    fn add(&mut self, seq: u32) {
+        match &mut self.run {
+            Some((s, n)) if *s == seq => *n += 1,
+            _ => {
+                self.flush();
+                self.run = Some((seq, 1));
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some((s, n)) = self.run.take() {
+            *self.map.entry(s).or_default() += n;
+        }
+    }
+
+    fn done(mut self) -> BTreeMap<u32, u64> {
+        self.flush();
+        self.map
+    }
 }
 
 /// The fields of the `KVPair` message at `start..end`, as `stock::parse_kvpair` finds them, reading
@@ -318,19 +353,20 @@ pub(super) fn decode11_lazy(
         checks: Vec<Option<EntryCheck>>,
     }
     impl Sink for Collect<'_> {
-        fn first(&mut self, _key: &[u8], at: Range<usize>) -> bool {
-            let bytes = self.bytes;
-            self.first.first(&bytes[at])
-        }
         fn push(
             &mut self,
             _key: &[u8],
             entry: DecodedEntry,
             check: Option<EntryCheck>,
             _record: Option<(&[u8], usize)>,
-        ) {
+        ) -> bool {
+            let bytes = self.bytes;
+            if !self.first.first(&bytes[entry.key.clone()]) {
+                return false;
+            }
             self.entries.push(entry);
             self.checks.push(check);
+            true
         }
     }
     let mut c = Collect {

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 /// Bytes one read of the framing walk fetches: a record's tag, key and value header, or an
 /// extension and the next record's start, in one read; small beside the values it skips.
-const WINDOW: usize = 4 << 10;
+const WINDOW: usize = 1 << 10;
 
 /// Bytes read between two updates of a checksum: each piece is checksummed while in the CPU's cache.
 const CHUNK: usize = 256 << 10;
@@ -168,17 +168,16 @@ pub(super) struct Collect<'h> {
 }
 
 impl Sink for Collect<'_> {
-    fn first(&mut self, key: &[u8], _at: Range<usize>) -> bool {
-        !self.base.contains_key(key)
-    }
-
     fn push(
         &mut self,
         key: &[u8],
         entry: DecodedEntry,
         check: Option<EntryCheck>,
         record: Option<(&[u8], usize)>,
-    ) {
+    ) -> bool {
+        let std::collections::hash_map::Entry::Vacant(slot) = self.base.entry(key.to_vec()) else {
+            return false;
+        };
         let value = match (entry.value, check, record) {
             (format::ValueRef::Owned(v), _, _) => Stored::Ready(Value::from_vec(v)),
             (format::ValueRef::Slice(r), None, Some((rec, at))) => {
@@ -196,10 +195,10 @@ impl Sink for Collect<'_> {
                 unreachable!("verified entries come with their bytes")
             }
         };
-        let item = Item {
+        slot.insert(Item {
             value,
             kind: entry.kind,
-        };
-        self.base.insert(key.to_vec(), item);
+        });
+        true
     }
 }
