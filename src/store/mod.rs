@@ -1,7 +1,8 @@
 //! The key-value store: load with salvage, get/put/remove/clear, and a flush that commits atomically,
 //! appending when it only adds keys and rewriting by atomic replace otherwise, merging under the
 //! process lock what other processes committed in the meantime. The read path is in `load`, the
-//! commit in `flush`; this file holds the types, the open and the in-memory operations.
+//! commit in `flush`, the values of a lazily opened file in `lazy`; this file holds the types, the
+//! open and the in-memory operations.
 
 mod flush;
 mod lazy;
@@ -57,9 +58,10 @@ pub enum Verify {
     /// Every value at open, as the file is read.
     #[default]
     Eager,
-    /// For an intact checked-1.1 file, each value on its first use (`get`, `entries`, a flush);
-    /// its framing, commit records and trailer, and the platform-info entry, at open. Other files,
-    /// and checked-1.1 files found damaged at open, are verified at open as with `Eager`.
+    /// For an intact checked-1.1 file, only its framing, commit records and trailer, and the
+    /// platform-info entry, are read and verified at open; the file is kept open and each value is
+    /// read from it and verified on its first use (`get`, `entries`, a rewrite). Other files, and
+    /// checked-1.1 files found damaged at open, are read and verified at open as with `Eager`.
     Lazy,
 }
 
