@@ -342,6 +342,19 @@ fn rss_child(mode: &str, path: &Path) {
             black_box(&s);
             println!("{before} {after}");
         }
+        "lazy" => {
+            let s = Store::open(
+                path,
+                Options {
+                    verify: Verify::Lazy,
+                    ..Options::default()
+                },
+            )
+            .expect("open");
+            let after = vm_hwm();
+            black_box(&s);
+            println!("{before} {after}");
+        }
         "read" => {
             let b = std::fs::read(path).expect("read");
             let after = vm_hwm();
@@ -663,6 +676,22 @@ fn main() {
             base: format!("file {:.1} MB (read(): {:.1} MB)", mb(len as u64), rb / 1e6),
             ratio: g / len as f64,
             target: 1.2,
+        }
+        .print();
+    }
+
+    // A lazy open of an intact checked-1.1 file reads no value: its peak is the map of keys.
+    {
+        let mut g: Vec<f64> = (0..3)
+            .map(|_| rss_growth("lazy", &checked_path) as f64)
+            .collect();
+        let g = median(&mut g);
+        Row {
+            name: "peak RSS growth during a lazy open, checked-1.1".to_string(),
+            ours: format!("{:.2} MB", g / 1e6),
+            base: format!("file {:.1} MB", mb(checked.len() as u64)),
+            ratio: g / checked.len() as f64,
+            target: 0.1,
         }
         .print();
     }

@@ -113,6 +113,25 @@ typedef enum MaceStorageFormat {
 } MaceStorageFormat;
 
 /*
+ When a store checksums the values of the file it opens, for `MaceStorageOptions.verify`.
+ */
+typedef enum MaceStorageVerify {
+  /*
+   The default (today: eager).
+   */
+  MACE_STORAGE_VERIFY_DEFAULT = 0,
+  /*
+   Every value at open, as the file is read.
+   */
+  MACE_STORAGE_VERIFY_EAGER = 1,
+  /*
+   An intact checked-1.1 file's values on first use: open reads only the framing (the file
+   stays open), each value is read and checksummed at its first get. Other files: as eager.
+   */
+  MACE_STORAGE_VERIFY_LAZY = 2,
+} MaceStorageVerify;
+
+/*
  An OpenCL program cache over one file. Safe to use from many threads at once; only
  `mace_program_cache_close` must not race with other calls on the same handle.
  */
@@ -293,9 +312,14 @@ typedef struct MaceStorageOptions {
    */
   uint32_t budget_mib;
   /*
+   When values are checksummed: a `MaceStorageVerify` value, 0 for the default (eager).
+   Taken from `reserved`, so the struct keeps its size.
+   */
+  int32_t verify;
+  /*
    Zero. Room for options to come without changing the struct's size.
    */
-  uint32_t reserved[4];
+  uint32_t reserved[3];
 } MaceStorageOptions;
 
 /*

@@ -9,10 +9,10 @@ mod common;
 use mace_storage::ffi::{
     mace_storage_clear, mace_storage_close, mace_storage_flush, mace_storage_get,
     mace_storage_last_error, mace_storage_open, mace_storage_open_bytes, mace_storage_put,
-    mace_storage_value_free, MaceStorage, MaceStorageOptions, MaceStorageStatus,
+    mace_storage_value_free, MaceStorage, MaceStorageOptions, MaceStorageStatus, MaceStorageVerify,
 };
 use mace_storage::format::Format;
-use mace_storage::store::{Error, Options, Store, Value, DEFAULT_MAX_FILE_LEN};
+use mace_storage::store::{Error, Options, Store, Value, Verify, DEFAULT_MAX_FILE_LEN};
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -32,16 +32,28 @@ fn within_time<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'st
         })
 }
 
-/// Store::open's error for `path`, which must be refused, as text.
+/// Store::open's error for `path`, which must be refused, as text: the same whether the store
+/// reads the file whole (eager) or through a read handle (lazy).
 fn store_open_error(path: &Path) -> String {
-    let p = path.to_path_buf();
-    let r = within_time(&format!("Store::open({})", p.display()), move || {
-        Store::open(&p, Options::default()).map(|_| ())
-    });
-    match r {
-        Ok(()) => panic!("Store::open({}) succeeded", path.display()),
-        Err(e) => e.to_string(),
-    }
+    let errors: Vec<String> = [Verify::Eager, Verify::Lazy]
+        .into_iter()
+        .map(|verify| {
+            let p = path.to_path_buf();
+            let r = within_time(&format!("Store::open({})", p.display()), move || {
+                let opts = Options {
+                    verify,
+                    ..Options::default()
+                };
+                Store::open(&p, opts).map(|_| ())
+            });
+            match r {
+                Ok(()) => panic!("Store::open({}, {verify:?}) succeeded", path.display()),
+                Err(e) => e.to_string(),
+            }
+        })
+        .collect();
+    assert_eq!(errors[0], errors[1]);
+    errors[0].clone()
 }
 
 /// mace_storage_open's status and last error for `path`.
@@ -85,6 +97,13 @@ fn refused(path: &Path, kind: &str) {
     );
     assert!(s == 0, "a handle for a refused path");
     assert!(msg.contains(kind), "{}: {msg}", path.display());
+    let lazy = MaceStorageOptions {
+        verify: MaceStorageVerify::MACE_STORAGE_VERIFY_LAZY as i32,
+        ..MaceStorageOptions::default()
+    };
+    let (st, msg, s) = c_open(path, Some(lazy));
+    assert_eq!(st, MaceStorageStatus::MACE_STORAGE_IO_ERROR, "lazy: {msg}");
+    assert!(s == 0 && msg.contains(kind), "lazy: {msg}");
 }
 
 #[test]
@@ -383,4 +402,46 @@ fn a_file_is_read_up_to_the_length_fstat_gave_never_further() {
     assert_eq!((bytes.len(), meta.len), (0, 0));
     let (bytes, _) = PosixFs.read_observed(p, &mut |_| {}).unwrap().unwrap();
     assert!(bytes.is_empty());
+    // A read handle reads nothing past it either.
+    let (h, meta) = PosixFs.open_read(p).unwrap().unwrap();
+    assert_eq!(meta.len, 0);
+    let mut one = [0u8; 1];
+    let e = h.read_exact_at(0, &mut one).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    h.read_exact_at(0, &mut []).unwrap();
+}
+
+/// `verify` in the C options: the lazy setting serves the values, an unknown one is refused.
+#[test]
+fn verify_is_an_option_of_the_c_api() {
+    let (_d, p) = common::temp_path("verify-opt", "cache.bin");
+    let s = Store::open(&p, Options::default()).unwrap();
+    s.put(b"k", Value::copy_from(b"value")).unwrap();
+    s.flush().unwrap();
+    drop(s);
+    for (verify, want) in [
+        (0, MaceStorageStatus::MACE_STORAGE_OK),
+        (1, MaceStorageStatus::MACE_STORAGE_OK),
+        (2, MaceStorageStatus::MACE_STORAGE_OK),
+        (3, MaceStorageStatus::MACE_STORAGE_INVALID_ARGUMENT),
+        (-1, MaceStorageStatus::MACE_STORAGE_INVALID_ARGUMENT),
+    ] {
+        let o = MaceStorageOptions {
+            verify,
+            ..MaceStorageOptions::default()
+        };
+        let (st, msg, h) = c_open(&p, Some(o));
+        assert_eq!(st, want, "verify {verify}: {msg}");
+        if st != MaceStorageStatus::MACE_STORAGE_OK {
+            assert!(msg.contains("verify"), "{msg}");
+            continue;
+        }
+        let mut v = std::ptr::null_mut();
+        // SAFETY: an open handle, a valid key and out pointer.
+        let got = unsafe { mace_storage_get(h as *mut MaceStorage, b"k".as_ptr(), 1, &mut v) };
+        assert_eq!(got, MaceStorageStatus::MACE_STORAGE_OK, "verify {verify}");
+        // SAFETY: a value from mace_storage_get.
+        unsafe { mace_storage_value_free(v) };
+        close(h);
+    }
 }

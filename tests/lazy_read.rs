@@ -9,6 +9,7 @@ mod common;
 use mace_storage::ffi::{mace_storage_set_log_callback, MaceStorageLogLevel};
 use mace_storage::format::{self, PLATFORM_INFO_KEY};
 use mace_storage::io::sim::SimFs;
+use mace_storage::io::Fs;
 use mace_storage::store::{Options, Store, Value, Verify};
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_void, CStr};
@@ -186,24 +187,113 @@ fn a_value_damaged_before_open_is_never_returned_and_the_next_flush_rewrites_wit
     assert_eq!(contents(&again), rest);
 }
 
+/// A flush that only adds keys appends without reading the old values (their framing was
+/// verified at open): a damaged old value is found at its own first use, never returned, and the
+/// flush after that rewrites the file without it. `entries` reads every value first.
 #[test]
-fn entries_and_flush_verify_what_get_has_not() {
+fn an_append_reads_no_old_value_and_damage_is_found_at_its_own_use() {
     let (fs, want) = committed(5, false);
     let mut bytes = fs.read_file(PATH).unwrap();
     let victim = key(1);
     let at = find(&bytes, &want[&victim]);
     bytes[at] ^= 1;
     fs.write_file(PATH, &bytes);
-    // A flush with nothing but new keys verifies every value first: no append over the damage.
     let s = open_sim(&fs, Verify::Lazy);
     s.put(b"k", Value::copy_from(b"v")).unwrap();
+    fs.reset_calls();
+    s.flush().unwrap();
+    assert_eq!((s.stats().appends, s.stats().rewrites), (1, 0));
+    assert_eq!(s.stats().entries_failed_on_use, 0);
+    // No read of the file: only the append's writes and syncs (and the lock's calls).
+    assert!(
+        fs.trace().iter().all(|t| !t.contains("read")),
+        "{:?}",
+        fs.trace()
+    );
+    let mut rest = want.clone();
+    rest.remove(&victim);
+    rest.insert(b"k".to_vec(), b"v".to_vec());
+    assert_eq!(contents(&s), rest);
+    assert_eq!(s.get(&victim), None);
+    assert_eq!(s.stats().entries_failed_on_use, 1);
+    // An eager open drops the damaged entry alone.
+    assert_eq!(contents(&open_sim(&fs.snapshot(), Verify::Eager)), rest);
+    // The file is not as written: the next flush rewrites it, without the damage.
+    s.put(b"k2", Value::copy_from(b"v2")).unwrap();
+    s.flush().unwrap();
+    assert_eq!((s.stats().appends, s.stats().rewrites), (1, 1));
+    rest.insert(b"k2".to_vec(), b"v2".to_vec());
+    let again = open_sim(&fs, Verify::Eager);
+    assert!(again.report().damage.intact, "{:?}", again.report().damage);
+    assert_eq!(contents(&again), rest);
+}
+
+/// A rewrite reads and verifies every value it keeps: a damaged one is left out, never copied.
+#[test]
+fn a_rewrite_reads_every_value_it_keeps_and_leaves_out_the_damaged() {
+    let (fs, want) = committed(5, false);
+    let mut bytes = fs.read_file(PATH).unwrap();
+    let victim = key(2);
+    let at = find(&bytes, &want[&victim]) + 7;
+    bytes[at] ^= 0x10;
+    fs.write_file(PATH, &bytes);
+    let s = open_sim(&fs, Verify::Lazy);
+    // Removing a key forces a rewrite.
+    assert!(s.remove(&key(0)).unwrap());
     s.flush().unwrap();
     assert_eq!((s.stats().appends, s.stats().rewrites), (0, 1));
     assert_eq!(s.stats().entries_failed_on_use, 1);
     let mut rest = want.clone();
     rest.remove(&victim);
-    rest.insert(b"k".to_vec(), b"v".to_vec());
-    assert_eq!(contents(&open_sim(&fs, Verify::Eager)), rest);
+    rest.remove(&key(0));
+    let again = open_sim(&fs, Verify::Eager);
+    assert!(again.report().damage.intact, "{:?}", again.report().damage);
+    assert_eq!(contents(&again), rest);
+}
+
+/// An I/O error on a value's first read returns nothing and drops nothing: the get misses, the
+/// entry stays, and the next get reads it.
+#[test]
+fn an_io_error_on_a_first_read_misses_and_keeps_the_entry() {
+    use mace_storage::io::sim::FailKind;
+    let (fs, want) = committed(3, false);
+    let s = open_sim(&fs, Verify::Lazy);
+    let k = key(1);
+    fs.reset_calls();
+    fs.fail_at(1, FailKind::Once(libc::EIO));
+    assert_eq!(s.get(&k), None);
+    assert!(fs.trace()[0].contains("read_at"), "{:?}", fs.trace());
+    let st = s.stats();
+    assert_eq!((st.entries_failed_on_use, st.entries_dropped), (0, 0));
+    assert_eq!(s.len(), want.len());
+    assert_eq!(s.get(&k).as_deref(), Some(&want[&k][..]));
+    // A rewrite that cannot read a value it keeps fails, writes nothing, and keeps the changes
+    // for the next one.
+    let mut rest = want.clone();
+    rest.remove(&key(0));
+    let mut reached = false;
+    for n in 1..100 {
+        let fs = fs.snapshot();
+        let s = open_sim(&fs, Verify::Lazy);
+        s.remove(&key(0)).unwrap();
+        fs.reset_calls();
+        fs.fail_at(n, FailKind::Once(libc::EIO));
+        let result = s.flush();
+        let trace = fs.trace();
+        if !trace
+            .get(n as usize - 1)
+            .is_some_and(|t| t.contains("read_at"))
+        {
+            continue;
+        }
+        reached = true;
+        assert!(result.is_err(), "{trace:?}");
+        assert_eq!(contents(&open_sim(&fs.snapshot(), Verify::Eager)), want);
+        fs.clear_faults();
+        s.flush().unwrap();
+        assert_eq!(contents(&open_sim(&fs, Verify::Eager)), rest);
+    }
+    assert!(reached, "no flush read a value");
 }
 
 /// Every single-bit flip at every byte of a file (a rewritten base and an appended batch): the lazy
@@ -240,8 +330,9 @@ fn every_byte_flip_reads_the_same_lazily_as_eagerly() {
     assert!(failed_on_use > 100, "{failed_on_use}");
 }
 
-/// A byte flipped on disk after open, before the value's first get: the value handed out is the
-/// one the file held when it was opened and verified against its checksum, never the damaged one.
+/// A byte flipped on disk after open, before the value's first get: the value is read from the
+/// file on first use and verified then, so the damaged value is never returned (it is dropped and
+/// counted); the others are served.
 #[test]
 fn a_byte_flipped_on_disk_after_open_is_never_returned() {
     use std::os::unix::fs::FileExt;
@@ -260,13 +351,45 @@ fn a_byte_flipped_on_disk_after_open_is_never_returned() {
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.write_at(&[v[100] ^ 0xff], at as u64).unwrap();
     f.sync_all().unwrap();
-    assert_eq!(s.get(b"binary").as_deref(), Some(&v[..]));
-    assert_eq!(s.stats().entries_failed_on_use, 0);
-    // A new open sees the damage, and drops the value.
+    assert_eq!(s.get(b"binary"), None, "a damaged value was returned");
+    assert_eq!(s.stats().entries_failed_on_use, 1);
+    assert_eq!(s.get(b"other").as_deref(), Some(&b"x"[..]));
+    // A new open finds the same.
     let fresh = Store::open(&path, lazy()).unwrap();
     assert_eq!(fresh.get(b"binary"), None);
     assert_eq!(fresh.stats().entries_failed_on_use, 1);
     assert_eq!(fresh.get(b"other").as_deref(), Some(&b"x"[..]));
+}
+
+/// The same in the simulated filesystem, a value already read staying as it was verified.
+#[test]
+fn a_byte_flipped_in_sim_after_open_is_never_returned() {
+    let (fs, want) = committed(4, false);
+    let s = open_sim(&fs, Verify::Lazy);
+    let (early, victim) = (key(0), key(2));
+    assert_eq!(s.get(&early).as_deref(), Some(&want[&early][..]));
+    let bytes = fs.read_file(PATH).unwrap();
+    let mut h = fs.open_existing(std::path::Path::new(PATH)).unwrap();
+    for k in [&early, &victim] {
+        let at = find(&bytes, &want[k]) + 11;
+        h.write_at(at as u64, &[bytes[at] ^ 0x04]).unwrap();
+    }
+    assert_eq!(s.get(&victim), None, "a damaged value was returned");
+    assert_eq!(s.stats().entries_failed_on_use, 1);
+    assert_eq!(s.get(&early).as_deref(), Some(&want[&early][..]));
+    assert_eq!(s.get(&key(3)).as_deref(), Some(&want[&key(3)][..]));
+}
+
+/// A file renamed over the path in the simulated filesystem: the store reads the inode it opened.
+#[test]
+fn values_read_after_a_rename_over_the_path_in_sim_come_from_the_file_opened() {
+    let (fs, want) = committed(3, false);
+    let s = open_sim(&fs, Verify::Lazy);
+    fs.write_file("data/new", &fs.read_file(PATH).unwrap()[..10]);
+    fs.rename(std::path::Path::new("data/new"), std::path::Path::new(PATH))
+        .unwrap();
+    assert_eq!(fs.read_file(PATH).unwrap().len(), 10);
+    assert_eq!(contents(&s), want);
 }
 
 /// A file replaced under an open store (renamed over its path by another writer): values not yet
@@ -364,4 +487,50 @@ fn other_formats_are_verified_at_open_under_lazy_too() {
         assert_eq!(contents(&lazy), contents(&eager), "{f}");
         assert_eq!(lazy.stats().entries_failed_on_use, 0, "{f}");
     }
+}
+
+/// Bytes read by the `read_at` calls of `fs`'s trace.
+fn bytes_read(fs: &SimFs) -> u64 {
+    fs.trace()
+        .iter()
+        .filter(|t| t.contains(" read_at ") && !t.contains("=>"))
+        .filter_map(|t| t.rsplit("len=").next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A lazy open reads the framing only: a few KiB per entry at most, never the values it skips;
+/// each first get reads that value's record, and a second get reads nothing.
+#[test]
+fn a_lazy_open_reads_the_framing_not_the_values() {
+    let fs = SimFs::new();
+    fs.write_file("data/.keep", b"");
+    let s = open_sim(&fs, Verify::Lazy);
+    s.put(PLATFORM_INFO_KEY, Value::copy_from(b"platform"))
+        .unwrap();
+    let n = 20;
+    for i in 0..n {
+        s.put(&key(i), Value::from_vec(value(i, 60_000))).unwrap();
+    }
+    s.flush().unwrap();
+    drop(s);
+    let len = fs.read_file(PATH).unwrap().len() as u64;
+    fs.reset_calls();
+    let s = open_sim(&fs, Verify::Lazy);
+    let at_open = bytes_read(&fs);
+    assert!(
+        fs.trace().iter().all(|t| !t.contains(" read ")),
+        "{:?}",
+        fs.trace()
+    );
+    assert!(
+        at_open <= (n as u64 + 2) * 8192,
+        "{at_open} bytes read at open of a {len}-byte file"
+    );
+    fs.reset_calls();
+    assert_eq!(s.get(&key(5)).unwrap().len(), 60_000);
+    let one = bytes_read(&fs);
+    assert!((60_000..61_000).contains(&one), "{one}");
+    fs.reset_calls();
+    assert!(s.get(&key(5)).is_some());
+    assert_eq!(fs.calls(), 0, "{:?}", fs.trace());
 }

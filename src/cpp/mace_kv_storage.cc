@@ -168,6 +168,9 @@ OpenStore *AcquireStore(const std::string &path, bool quiet, std::string *error)
   options.crash_guard_ms = kGuardWindowMs;
   options.check_os_build = 1;
   options.budget_mib = BudgetMib();
+  // Each value is read and checksummed on its first Find: a model uses a few of the cache's
+  // programs, and the others are never read.
+  options.verify = MACE_STORAGE_VERIFY_LAZY;
   options.quiet = quiet ? 1 : 0;
   std::unique_ptr<OpenStore> open(new OpenStore(path));
   if (mace_storage::Storage::Open(path, &options, &open->storage) != MACE_STORAGE_OK) {

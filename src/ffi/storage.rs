@@ -7,7 +7,7 @@ use super::{
 };
 use crate::log::log;
 use crate::program_cache::{self, OpenOptions};
-use crate::store::{Error, Options, Report, Store, Value};
+use crate::store::{Error, Options, Report, Store, Value, Verify};
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +46,35 @@ pub enum MaceStorageFormat {
     MACE_STORAGE_FORMAT_EMPTY = 5,
 }
 
+/// When a store checksums the values of the file it opens, for `MaceStorageOptions.verify`.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaceStorageVerify {
+    /// The default (today: eager).
+    MACE_STORAGE_VERIFY_DEFAULT = 0,
+    /// Every value at open, as the file is read.
+    MACE_STORAGE_VERIFY_EAGER = 1,
+    /// An intact checked-1.1 file's values on first use: open reads only the framing (the file
+    /// stays open), each value is read and checksummed at its first get. Other files: as eager.
+    MACE_STORAGE_VERIFY_LAZY = 2,
+}
+
+impl MaceStorageVerify {
+    /// The store's setting for a `verify` option value; `None` for an unknown one.
+    fn of(v: i32) -> Option<Verify> {
+        const DEFAULT: i32 = MaceStorageVerify::MACE_STORAGE_VERIFY_DEFAULT as i32;
+        const EAGER: i32 = MaceStorageVerify::MACE_STORAGE_VERIFY_EAGER as i32;
+        const LAZY: i32 = MaceStorageVerify::MACE_STORAGE_VERIFY_LAZY as i32;
+        match v {
+            DEFAULT => Some(Verify::default()),
+            EAGER => Some(Verify::Eager),
+            LAZY => Some(Verify::Lazy),
+            _ => None,
+        }
+    }
+}
+
 /// How to open a store. A zeroed struct (or a NULL pointer) means the defaults.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -77,8 +106,11 @@ pub struct MaceStorageOptions {
     /// least recently used program binaries (never the metadata that vouches for them); see
     /// `mace_storage_stats`'s `evictions`. Taken from `reserved`.
     pub budget_mib: u32,
+    /// When values are checksummed: a `MaceStorageVerify` value, 0 for the default (eager).
+    /// Taken from `reserved`, so the struct keeps its size.
+    pub verify: i32,
     /// Zero. Room for options to come without changing the struct's size.
-    pub reserved: [u32; 4],
+    pub reserved: [u32; 3],
 }
 
 /// Counters of a store.
@@ -243,8 +275,18 @@ pub unsafe extern "C" fn mace_storage_open(
                 &format!("options.format {} is not a writable format", o.format),
             );
         };
+        let Some(verify) = MaceStorageVerify::of(o.verify) else {
+            return invalid(
+                0,
+                &format!(
+                    "options.verify {} is not a MaceStorageVerify value",
+                    o.verify
+                ),
+            );
+        };
         let mut store = Options {
             format,
+            verify,
             read_only: o.read_only != 0,
             lock_timeout: match o.lock_timeout_ms {
                 0 => Options::default().lock_timeout,

@@ -8,34 +8,34 @@ use super::stock::{
 };
 use super::wire::{put_tag, put_varint, Reader, WT_LEN};
 use super::{
-    apply_platform_rule, Budget, CheckedInfo, Damage, Decoded, DecodedEntry, EncodeError,
-    EntryCheck, EntryIn, FirstOfEach, Format, Output, WriteParams, PLATFORM_INFO_KEY,
+    apply_platform_rule, Budget, CheckedInfo, Damage, Decoded, DecodedEntry, EncodeError, EntryIn,
+    FirstOfEach, Format, Output, WriteParams, PLATFORM_INFO_KEY,
 };
 use crc32fast::Hasher;
 
 /// Layout version written in headers and tails.
 const VERSION: u32 = 1;
 /// Entry flag: the platform-info entry was part of the state this entry was committed with.
-const FLAG_VOUCHED: u32 = 1;
+pub(super) const FLAG_VOUCHED: u32 = 1;
 
 const HEADER_FIELD: u64 = 2047;
-const COMMIT_FIELD: u64 = 2046;
+pub(super) const COMMIT_FIELD: u64 = 2046;
 const HEADER_MAGIC: &[u8; 8] = b"MSTORC11";
 /// magic, version, flags, file_id, generation, base_count, crc.
-const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 4 + 4;
+pub(super) const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 4 + 4;
 /// file_id, seq, flags, crc.
-const EXT_LEN: usize = 8 + 4 + 4 + 4;
+pub(super) const EXT_LEN: usize = 8 + 4 + 4 + 4;
 /// file_id, seq, count, flags, crc.
-const COMMIT_LEN: usize = 8 + 4 + 4 + 4 + 4;
+pub(super) const COMMIT_LEN: usize = 8 + 4 + 4 + 4 + 4;
 /// The extension field inside a `KVPair`: 2-byte tag, 1-byte length, payload.
-const EXT_FIELD_LEN: usize = 3 + EXT_LEN;
+pub(super) const EXT_FIELD_LEN: usize = 3 + EXT_LEN;
 const FOOTER10_MAGIC: &[u8; 8] = b"MSTORF10";
 /// magic, version, flags, file_id, generation, count.
 const TAIL10_HEAD: usize = 8 + 4 + 4 + 8 + 8 + 4;
 /// offset, crc, flags.
 const TAIL10_ITEM: usize = 8 + 4 + 4;
 
-fn tag_bytes(field: u64, len: usize) -> Vec<u8> {
+pub(super) fn tag_bytes(field: u64, len: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(3);
     put_tag(&mut v, field, WT_LEN);
     put_varint(&mut v, len as u64);
@@ -53,14 +53,14 @@ pub(super) fn lazy_candidate(prefix: &[u8]) -> Option<bool> {
     (prefix.len() >= t.len()).then(|| prefix.starts_with(&t))
 }
 
-struct Header {
-    file_id: u64,
-    generation: u64,
-    base_count: u32,
-    end: usize,
+pub(super) struct Header {
+    pub(super) file_id: u64,
+    pub(super) generation: u64,
+    pub(super) base_count: u32,
+    pub(super) end: usize,
 }
 
-fn parse_header(bytes: &[u8]) -> Option<Header> {
+pub(super) fn parse_header(bytes: &[u8]) -> Option<Header> {
     let t = tag_bytes(HEADER_FIELD, HEADER_LEN);
     let payload = bytes.get(t.len()..t.len() + HEADER_LEN)?;
     if !bytes.starts_with(&t) || !payload.starts_with(HEADER_MAGIC) {
@@ -81,7 +81,7 @@ fn parse_header(bytes: &[u8]) -> Option<Header> {
     })
 }
 
-enum Record {
+pub(super) enum Record {
     Entry {
         /// The `KVPair`, its value not yet built.
         kv: Kv,
@@ -151,7 +151,7 @@ fn entry_frame(
 
 /// Parses and verifies the record at `p`; `want_id` is the file's id where known. `budget` is
 /// charged for the bytes checksummed, so scanning a hostile file stays linear.
-fn parse_record(
+pub(super) fn parse_record(
     bytes: &[u8],
     p: usize,
     want_id: Option<u64>,
@@ -757,118 +757,4 @@ fn decode10_with_tail(
         checked: None,
         generation: Some(generation),
     })
-}
-
-/// Decodes a checked-1.1 file without checksumming its entries, when it is exactly as a writer
-/// left it: the header verifies, the records follow one another to the trailer with this file's id,
-/// the commit records verify, every batch is committed and complete, no key repeats, and the trailer
-/// equals the CRC-32 that the records' own checksums add up to. Each entry then comes with the check
-/// its first use must pass (`None`: verified here, as the platform-info entry and built `uint32`
-/// arrays are). Anything else is `None`: the caller decodes eagerly, with salvage.
-///
-/// Only the bytes an entry's own checksum covers are left unverified, so a file that passes here
-/// and whose every entry verifies is one [`decode11`] reads intact, with the same entries.
-pub(super) fn decode11_lazy(
-    bytes: &[u8],
-    mem: &mut Budget,
-) -> Option<(Decoded, Vec<Option<EntryCheck>>)> {
-    let len = bytes.len();
-    let header = parse_header(bytes)?;
-    let records_end = len.checked_sub(4).filter(|&e| e >= header.end)?;
-    let file_id = header.file_id;
-    let mut stream = Hasher::new();
-    stream.update(&bytes[..header.end]);
-    let mut first = FirstOfEach::new();
-    let mut entries = Vec::new();
-    let mut checks = Vec::new();
-    let mut per_seq: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
-    let mut commits: Vec<(u32, u32)> = Vec::new();
-    let mut has_platform = false;
-    let mut any_vouched = false;
-    // Framing is walked once and never scanned: no budget is needed to keep this linear.
-    let mut unbounded = u64::MAX;
-    let mut p = header.end;
-    while p < records_end {
-        let mut r = Reader::new(bytes, p);
-        let tag = r.varint()?;
-        if tag != (1 << 3 | WT_LEN) {
-            let (rec, end) = parse_record(bytes, p, Some(file_id), &mut unbounded, Crc::direct())?;
-            let Record::Commit { seq, count, .. } = rec else {
-                return None;
-            };
-            stream.update(&bytes[p..end]);
-            commits.push((seq, count));
-            p = end;
-            continue;
-        }
-        let f = entry_frame(bytes, r, Some(file_id), &mut unbounded)?;
-        let end = f.msg.end;
-        if end > records_end {
-            return None;
-        }
-        stream.combine(&Hasher::new_with_initial_len(f.crc, (end - 4 - p) as u64));
-        stream.update(&bytes[end - 4..end]);
-        let key = &bytes[f.kv.key.clone()];
-        if !first.first(key) || !mem.charge(f.kv.key.len(), f.kv.built_len()) {
-            return None;
-        }
-        let check = EntryCheck {
-            record: p..end - 4,
-            crc: f.crc,
-        };
-        let is_platform = key == PLATFORM_INFO_KEY;
-        // The platform-info entry decides whether others are kept, and a built array must come
-        // from verified bytes: both are verified now (they are small).
-        let eager = is_platform || f.kv.built_len() > 0;
-        if eager && !check.verify(bytes) {
-            return None;
-        }
-        has_platform |= is_platform;
-        let vouched = f.flags & FLAG_VOUCHED != 0;
-        any_vouched |= vouched;
-        *per_seq.entry(f.seq).or_default() += 1;
-        let (value, kind) = f.kv.value_ref(&bytes[f.msg.clone()]);
-        entries.push(DecodedEntry {
-            key: f.kv.key,
-            value,
-            kind,
-            vouched,
-        });
-        checks.push((!eager).then_some(check));
-        p = end;
-    }
-    let stream_crc = u32::from_le_bytes(bytes[records_end..].try_into().ok()?);
-    if p != records_end || stream.finalize() != stream_crc || (any_vouched && !has_platform) {
-        return None;
-    }
-    let last_seq = commits.iter().map(|c| c.0).max().unwrap_or(0);
-    let mut expected: Vec<(u32, u64)> = commits.iter().map(|&(s, c)| (s, u64::from(c))).collect();
-    expected.push((0, u64::from(header.base_count)));
-    expected.sort_unstable();
-    // Every batch committed once and whole, and no entry outside them.
-    let complete = expected.windows(2).all(|w| w[0].0 != w[1].0)
-        && expected.iter().map(|e| e.1).sum::<u64>() == entries.len() as u64
-        && expected
-            .iter()
-            .all(|&(s, c)| per_seq.get(&s).copied().unwrap_or(0) == c)
-        && per_seq.keys().all(|&s| s <= last_seq);
-    if !complete {
-        return None;
-    }
-    let checked = CheckedInfo {
-        file_id,
-        generation: header.generation,
-        last_seq,
-        stream_crc,
-        file_len: len as u64,
-        has_platform,
-    };
-    let decoded = Decoded {
-        format: Format::Checked11,
-        entries,
-        damage: Damage::none(),
-        checked: Some(checked),
-        generation: Some(header.generation),
-    };
-    Some((decoded, checks))
 }

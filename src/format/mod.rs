@@ -7,6 +7,7 @@
 
 mod checked;
 mod crc;
+mod lazy;
 mod stock;
 pub(crate) mod wire;
 
@@ -15,6 +16,7 @@ use std::ops::Range;
 
 use crc::Crc;
 pub(crate) use crc::CrcIndex;
+pub use lazy::{Sink, SliceSource, Source, Walked};
 
 // The names are owned by `crate::keys`; re-exported here, where the formats order entries by them
 // (and where tests and tools have long named them).
@@ -184,6 +186,11 @@ impl Damage {
         }
     }
 
+    /// No damage: a file exactly as its writer left it.
+    pub fn none_found() -> Self {
+        Damage::none()
+    }
+
     fn note(&mut self, s: impl Into<String>) {
         self.intact = false;
         self.notes.push(s.into());
@@ -342,26 +349,28 @@ pub fn decode_lazy(bytes: &[u8]) -> Result<(Decoded, Vec<Option<EntryCheck>>), N
     decode_lazy_with(bytes, Crc::direct())
 }
 
-/// [`decode_lazy`], falling back to [`decode_indexed`] with `index`.
-pub(crate) fn decode_lazy_indexed(
-    bytes: &[u8],
-    index: &CrcIndex,
-) -> Result<(Decoded, Vec<Option<EntryCheck>>), NotACache> {
-    decode_lazy_with(bytes, Crc::with_index(index, bytes))
-}
-
 fn decode_lazy_with(
     bytes: &[u8],
     crc: Crc<'_>,
 ) -> Result<(Decoded, Vec<Option<EntryCheck>>), NotACache> {
     if checked::looks_checked11(bytes) {
-        if let Some(lazy) = checked::decode11_lazy(bytes, &mut Budget::for_input(bytes.len())) {
+        if let Some(lazy) = lazy::decode11_lazy(bytes, &mut Budget::for_input(bytes.len())) {
             return Ok(lazy);
         }
     }
     let d = decode_with(bytes, crc)?;
     let n = d.entries.len();
     Ok((d, vec![None; n]))
+}
+
+/// Walks the framing of a checked-1.1 file read through `src` without checksumming its entries,
+/// handing each to `sink` with the check its first use must pass, when the file is exactly as its
+/// writer left it (the checks of [`decode_lazy`]); `None` otherwise, and then what `sink` was given
+/// must be discarded. Reads only what the framing needs, so a value's bytes are never fetched
+/// beyond what shares a read with framing. Entries are charged to the memory budget of a decode.
+pub fn walk_lazy(src: &mut dyn Source, sink: &mut dyn Sink) -> Option<Walked> {
+    let mut budget = Budget::for_input(src.len());
+    lazy::walk11(src, &mut budget, sink)
 }
 
 /// Whether `prefix` (the start of a file) is the start of a checked-1.1 file, whose entries

@@ -16,6 +16,7 @@ pub mod sim;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What identifies one version of a file on disk: if any field changed, someone else wrote it.
@@ -47,6 +48,59 @@ pub trait FileHandle: Send {
     fn meta(&self) -> io::Result<FileMeta>;
     /// Sets the file's permission bits, like `fchmod`.
     fn set_mode(&mut self, mode: u32) -> io::Result<()>;
+}
+
+/// An open file, for reading at offsets: it reads the file that was opened, whatever is renamed
+/// over its path afterwards, and never past the length the file had when it was opened.
+pub trait ReadHandle: Send + Sync {
+    /// Fills `buf` with the bytes at `offset`; an `UnexpectedEof` error if they lie (even partly)
+    /// past the length at open or past the file's end now.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// The identity of the open file as it is now.
+    fn meta(&self) -> io::Result<FileMeta>;
+}
+
+/// A [`ReadHandle`] over bytes already in memory (what [`Fs::open_read`] falls back to).
+pub struct BytesHandle {
+    bytes: Vec<u8>,
+    meta: FileMeta,
+}
+
+impl BytesHandle {
+    /// A handle reading `bytes`, reporting `meta` as its identity.
+    pub fn new(bytes: Vec<u8>, meta: FileMeta) -> Self {
+        BytesHandle { bytes, meta }
+    }
+}
+
+impl ReadHandle for BytesHandle {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|o| self.bytes.get(o..o.checked_add(buf.len())?))
+            .ok_or_else(past_the_end)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn meta(&self) -> io::Result<FileMeta> {
+        Ok(self.meta)
+    }
+}
+
+/// The error of a read past the length a file had when it was opened (or past its end now).
+pub fn past_the_end() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "read past the end of the file (it is shorter than when it was opened)",
+    )
+}
+
+/// Whether `offset..offset + len` lies within a file of `file_len` bytes.
+pub fn within(offset: u64, len: usize, file_len: u64) -> bool {
+    offset
+        .checked_add(len as u64)
+        .is_some_and(|end| end <= file_len)
 }
 
 /// How a process lock was obtained.
@@ -100,6 +154,15 @@ pub trait Fs: Send + Sync {
             observe(bytes);
         }
         Ok(found)
+    }
+    /// Opens a file for reading at offsets, with the refusals of [`Fs::read`] (only a regular
+    /// file, never blocking); `Ok(None)` if it does not exist. The handle keeps reading the file
+    /// opened after another is renamed over `path`. The default reads the whole file at once.
+    fn open_read(&self, path: &Path) -> io::Result<Option<(Arc<dyn ReadHandle>, FileMeta)>> {
+        Ok(self.read(path)?.map(|(bytes, meta)| {
+            let h: Arc<dyn ReadHandle> = Arc::new(BytesHandle::new(bytes, meta));
+            (h, meta)
+        }))
     }
     /// The identity of a file; `Ok(None)` if it does not exist.
     fn metadata(&self, path: &Path) -> io::Result<Option<FileMeta>>;

@@ -1,11 +1,15 @@
 //! The real filesystem, through POSIX calls.
 
-use super::{buffer_len, FileHandle, FileMeta, Fs, LockKind, ProcessLock, MAX_BUFFER};
+use super::{
+    buffer_len, past_the_end, within, FileHandle, FileMeta, Fs, LockKind, ProcessLock, ReadHandle,
+    MAX_BUFFER,
+};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The operating system's filesystem.
@@ -151,7 +155,46 @@ impl FileHandle for PosixFile {
     }
 }
 
+/// A file open for reading at offsets, within the length `fstat` gave when it was opened.
+struct PosixRead {
+    file: File,
+    len: u64,
+}
+
+impl ReadHandle for PosixRead {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if !within(offset, buf.len(), self.len) {
+            return Err(past_the_end());
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            // pread: the descriptor's offset is untouched, so threads share the handle freely.
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => return Err(past_the_end()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn meta(&self) -> io::Result<FileMeta> {
+        Ok(meta_of(&self.file.metadata()?))
+    }
+}
+
 impl Fs for PosixFs {
+    fn open_read(&self, path: &Path) -> io::Result<Option<(Arc<dyn ReadHandle>, FileMeta)>> {
+        Ok(open_for_read(path)?.map(|(file, meta)| {
+            let h: Arc<dyn ReadHandle> = Arc::new(PosixRead {
+                file,
+                len: meta.len,
+            });
+            (h, meta)
+        }))
+    }
+
     fn read(&self, path: &Path) -> io::Result<Option<(Vec<u8>, FileMeta)>> {
         let Some((f, meta)) = open_for_read(path)? else {
             return Ok(None);

@@ -133,7 +133,7 @@ impl Store {
             .map(|k| (k, rank(k)))
             .collect();
         let bound_of =
-            |k: &[u8], i: &Item| format::entry_len_bound(format, k.len(), i.value.len(), i.kind);
+            |k: &[u8], i: &Item| format::entry_len_bound(format, k.len(), i.len(), i.kind);
         // The size as if every record were folded into one naming every key: an upper bound of
         // what is written whether the flush folds or not.
         let folded_len = |ranked: &[(&Vec<u8>, (u64, u64))]| -> u64 {
@@ -196,7 +196,7 @@ impl Store {
             .count();
         let freed: u64 = evicted
             .iter()
-            .filter_map(|k| current.get(k).map(|i| i.value.len() as u64))
+            .filter_map(|k| current.get(k).map(|i| i.len() as u64))
             .sum();
         drop(ranked);
         drop(current);
@@ -213,9 +213,8 @@ impl Store {
         s.pending.insert(
             key,
             Some(Item {
-                value: Value::from_vec(value),
+                value: Stored::Ready(Value::from_vec(value)),
                 kind: ValueKind::Bytes,
-                check: None,
             }),
         );
         s.stats.evictions += binaries as u64;

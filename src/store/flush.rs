@@ -41,86 +41,165 @@ impl Store {
         }
     }
 
+    /// One attempt: lock, merge what another process committed, then append or rewrite.
     fn flush_once(&self) -> Result<(), Error> {
         let fs = &*self.opts.fs;
         let side = SideFiles::new(fs, &self.target);
         let lock = side
             .lock(self.opts.lock_timeout)
             .map_err(io_err("lock", &self.target))?;
-        // Another process may have committed since we last read the file: start from what it wrote.
-        let on_disk = lock.file().copied();
-        if on_disk != self.state.read().disk.meta {
-            let cleared = self.state.read().cleared;
-            let max = self.opts.max_file_len;
-            let mut loaded = match load_or_too_large(fs, &self.target, max, self.opts.verify)? {
-                Ok(l) => l,
-                // Only `clear` may replace a file too large to read: the caller gave it up.
-                Err(meta) if cleared => too_large_loaded(&self.target, meta, max),
-                Err(meta) => return Err(too_large_error(&self.target, meta.len, max)),
-            };
-            loaded.set_aside(&side, &lock);
-            let mut s = self.state.write();
-            s.base = Arc::new(loaded.base);
-            s.disk = loaded.disk;
-            s.stats.merges += 1;
-        }
-        // What is written, and whether appending is safe, needs every committed value verified.
-        self.verify_all();
+        self.merge_if_changed(&side, &lock)?;
+        self.read_replaced()?;
         // Within the budget: this flush's use record, and the evictions it needs, join the changes.
         let planned = self.plan_budget();
-        // Snapshot the changes. They stay in `pending` (so readers see them) until they are on disk;
-        // changes made while we write stay pending for the next flush.
-        let (inflight, cleared, clears, base, disk) = {
-            let s = self.state.read();
-            (
-                s.pending.clone(),
-                s.cleared,
-                s.clears,
-                Arc::clone(&s.base),
-                s.disk.clone(),
-            )
-        };
-        // MACE puts the same platform-info and device-name values before every flush: a put equal
-        // to what the file holds is no change, so such a flush can still append, or do nothing.
-        let changes: HashMap<Vec<u8>, Option<Item>> = inflight
-            .iter()
-            .filter(|(k, v)| cleared || is_change(&base, k, v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let path = &self.target;
+        let mut snap = self.snapshot();
         let mut rewrite = false;
-        if changes.is_empty() && !cleared {
-            // The puts are in the file as read. Before saying they are committed, make sure that
-            // file is durable: it may have been left unsynced (a rename whose directory sync
-            // failed, a writer that died before its fsync).
-            if !disk.name_durable && disk.meta.is_some() {
-                match fs.open_existing(path) {
-                    Ok(mut h) => {
-                        h.sync_all().map_err(io_err("sync", path))?;
-                        fs.sync_dir(&parent_dir(path))
-                            .map_err(io_err("sync the directory of", path))?;
-                        self.state.write().disk.name_durable = true;
-                    }
-                    // A file this process may not write (mode 0444): a rewrite makes it durable.
-                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => rewrite = true,
-                    Err(e) => return Err(io_err("open", path)(e)),
-                }
-            }
-            if !rewrite {
-                drop(base);
-                settle(&mut self.state.write(), inflight);
+        if snap.changes().is_empty() && !snap.cleared {
+            // The puts are in the file as read: nothing to write, once that file is durable.
+            if self.make_durable(&snap.disk)? {
+                drop(snap.base);
+                settle(&mut self.state.write(), snap.inflight);
                 return Ok(());
             }
+            rewrite = true;
         }
-        let result = self.write(&side, &lock, &changes, cleared, &base, &disk, rewrite);
+        if rewrite || self.append_target(&snap, &snap.changes()).is_none() {
+            // A rewrite writes every value it keeps: each is read and verified first (those that
+            // fail are dropped). An append reads none: the framing was verified at open, and a
+            // damaged old entry is found at its own first use.
+            drop(snap);
+            self.read_all_values()?;
+            snap = self.snapshot();
+        }
+        let changes = snap.changes();
+        let result = self.write(&side, &lock, &changes, &snap, rewrite);
+        self.finish(snap, changes, result, &lock)?;
+        self.uses_committed(planned);
+        Ok(())
+    }
+
+    /// Another process may have committed since the file was last read: start from what it wrote
+    /// (read as the store reads at open, lazily if so configured).
+    fn merge_if_changed(&self, side: &SideFiles<'_>, lock: &CacheLock) -> Result<(), Error> {
+        let on_disk = lock.file().copied();
+        if on_disk == self.state.read().disk.meta {
+            return Ok(());
+        }
+        let fs = &*self.opts.fs;
+        let cleared = self.state.read().cleared;
+        let max = self.opts.max_file_len;
+        let mut loaded = match load_or_too_large(fs, &self.target, max, self.opts.verify)? {
+            Ok(l) => l,
+            // Only `clear` may replace a file too large to read: the caller gave it up.
+            Err(meta) if cleared => too_large_loaded(&self.target, meta, max),
+            Err(meta) => return Err(too_large_error(&self.target, meta.len, max)),
+        };
+        loaded.set_aside(side, lock);
+        let mut s = self.state.write();
+        s.base = Arc::new(loaded.base);
+        s.disk = loaded.disk;
+        s.stats.merges += 1;
+        Ok(())
+    }
+
+    /// Reads the committed values that pending puts may equal (same key, kind and length): MACE
+    /// puts the same platform-info and device-name values before every flush, and a put equal to
+    /// what the file holds is no change, so such a flush can still append, or do nothing.
+    fn read_replaced(&self) -> Result<(), Error> {
+        let todo: Vec<(Vec<u8>, Arc<Lazy>)> = {
+            let s = self.state.read();
+            if s.cleared {
+                return Ok(());
+            }
+            s.pending
+                .iter()
+                .filter_map(|(k, v)| {
+                    let (new, old) = (v.as_ref()?, s.base.get(k)?);
+                    let l = old.unread()?;
+                    (new.kind == old.kind && new.len() == old.len()).then(|| (k.clone(), l.clone()))
+                })
+                .collect()
+        };
+        for (k, l) in todo {
+            self.read_value(&k, &l)?;
+        }
+        Ok(())
+    }
+
+    /// The changes to commit. They stay in `pending` (so readers see them) until they are on disk;
+    /// changes made while the flush writes stay pending for the next one.
+    fn snapshot(&self) -> Snapshot {
+        let s = self.state.read();
+        Snapshot {
+            inflight: s.pending.clone(),
+            cleared: s.cleared,
+            clears: s.clears,
+            base: Arc::clone(&s.base),
+            disk: s.disk.clone(),
+        }
+    }
+
+    /// Makes the file as read durable before its contents are said to be committed: it may have
+    /// been left unsynced (a rename whose directory sync failed, a writer that died before its
+    /// fsync). `false`: this process may not write it (mode 0444), and a rewrite must do it.
+    fn make_durable(&self, disk: &Disk) -> Result<bool, Error> {
+        if disk.name_durable || disk.meta.is_none() {
+            return Ok(true);
+        }
+        let (fs, path) = (&*self.opts.fs, &self.target);
+        match fs.open_existing(path) {
+            Ok(mut h) => {
+                h.sync_all().map_err(io_err("sync", path))?;
+                fs.sync_dir(&parent_dir(path))
+                    .map_err(io_err("sync the directory of", path))?;
+                self.state.write().disk.name_durable = true;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(false),
+            Err(e) => Err(io_err("open", path)(e)),
+        }
+    }
+
+    /// The file to append `changes` to, when that is safe: an intact checked-1.1 file, changes that
+    /// only add keys it does not hold, and no platform-info entry added under entries written
+    /// without one.
+    fn append_target(
+        &self,
+        snap: &Snapshot,
+        changes: &HashMap<Vec<u8>, Option<Item>>,
+    ) -> Option<CheckedInfo> {
+        let base = &snap.base;
+        snap.disk.checked.filter(|info| {
+            self.opts.format == Format::Checked11
+                && !snap.cleared
+                && changes.iter().all(|(k, v)| v.is_some() && !base.contains_key(k))
+                // Entries already written were not vouched for by a platform-info entry added now.
+                && (info.has_platform || base.is_empty() || !changes.contains_key(PLATFORM_INFO_KEY))
+        })
+    }
+
+    /// Records what a write did (or that it failed) in the store's state.
+    fn finish(
+        &self,
+        snap: Snapshot,
+        changes: HashMap<Vec<u8>, Option<Item>>,
+        result: Result<Written, Error>,
+        lock: &CacheLock,
+    ) -> Result<(), Error> {
+        let Snapshot {
+            inflight,
+            clears,
+            base,
+            ..
+        } = snap;
         // Dropped before the base is updated, so that an append updates it in place.
         drop(base);
         let mut s = self.state.write();
         s.stats.process_lock = lock.kind() != LockKind::Unavailable;
         match result {
-            Ok((new_disk, rewritten, written)) => {
-                let appended = rewritten.is_none();
-                match rewritten {
+            Ok(w) => {
+                let appended = w.rewritten.is_none();
+                match w.rewritten {
                     Some(target) => s.base = Arc::new(target),
                     // An append only adds the batch's keys to what the file held.
                     None => {
@@ -132,20 +211,18 @@ impl Store {
                         }
                     }
                 }
-                s.disk = new_disk;
+                s.disk = w.disk;
                 settle(&mut s, inflight);
                 if s.clears == clears {
                     s.cleared = false;
                 }
                 s.stats.flushes += 1;
-                s.stats.bytes_written += written;
+                s.stats.bytes_written += w.bytes;
                 if appended {
                     s.stats.appends += 1;
                 } else {
                     s.stats.rewrites += 1;
                 }
-                drop(s);
-                self.uses_committed(planned);
                 Ok(())
             }
             Err(e) => {
@@ -160,111 +237,128 @@ impl Store {
         }
     }
 
-    /// Writes `base` (hidden if `cleared`) with `inflight` applied to disk, appending when `inflight`
-    /// only adds keys to an intact checked-1.1 file; returns the new disk state, the entries written
-    /// when it rewrote the file (`None`: it appended `inflight`), and the bytes written.
+    /// Writes the snapshot's base (hidden if cleared) with `changes` applied to disk, appending when
+    /// [`Store::append_target`] allows it (and `force_rewrite` does not forbid it).
     ///
     /// A failed append leaves the file byte for byte as it was: the records written over the old
     /// trailer are cut off and the trailer restored. A file this process may not write (mode 0444
     /// in a writable directory) is rewritten instead of appended to, keeping its mode.
-    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn write(
         &self,
         side: &SideFiles<'_>,
         lock: &CacheLock,
-        inflight: &HashMap<Vec<u8>, Option<Item>>,
-        cleared: bool,
-        base: &HashMap<Vec<u8>, Item>,
-        disk: &Disk,
+        changes: &HashMap<Vec<u8>, Option<Item>>,
+        snap: &Snapshot,
         force_rewrite: bool,
-    ) -> Result<(Disk, Option<HashMap<Vec<u8>, Item>>, u64), Error> {
+    ) -> Result<Written, Error> {
+        if let Some(info) = self.append_target(snap, changes).filter(|_| !force_rewrite) {
+            if let Some(w) = self.append(&info, changes, &snap.disk)? {
+                return Ok(w);
+            }
+        }
+        self.rewrite(side, lock, changes, snap)
+    }
+
+    /// Appends `changes` (only new keys) as one batch; `None`: this process may not write the file.
+    fn append(
+        &self,
+        info: &CheckedInfo,
+        changes: &HashMap<Vec<u8>, Option<Item>>,
+        disk: &Disk,
+    ) -> Result<Option<Written>, Error> {
         let fs = &*self.opts.fs;
         let path = &self.target;
-        fn entry_in<'a>((k, i): (&'a Vec<u8>, &'a Item)) -> EntryIn<'a> {
-            EntryIn {
-                key: k,
-                value: &i.value,
-                kind: i.kind,
-            }
-        }
-        let append_to = disk.checked.filter(|info| {
-            !force_rewrite
-                && self.opts.format == Format::Checked11
-                && !cleared
-                && inflight.iter().all(|(k, v)| v.is_some() && !base.contains_key(k))
-                // Entries already written were not vouched for by a platform-info entry added now.
-                && (info.has_platform || base.is_empty() || !inflight.contains_key(PLATFORM_INFO_KEY))
-        });
-        if let Some(info) = append_to {
-            let batch: Vec<EntryIn> = inflight
-                .iter()
-                .filter_map(|(k, v)| v.as_ref().map(|i| entry_in((k, i))))
-                .collect();
-            let append = format::encode_append(&info, &batch).map_err(Error::Encode)?;
-            match fs.open_existing(path) {
-                Ok(mut h) => {
-                    let appended = (|| {
-                        // Records first, synced; only then the commit record that vouches for them.
-                        let mut off = info.file_len - 4;
-                        for part in [append.records.slices(), append.commit.slices()] {
-                            for piece in part {
-                                h.write_at(off, piece).map_err(io_err("append to", path))?;
-                                off += piece.len() as u64;
-                            }
-                            h.sync_data().map_err(io_err("sync", path))?;
-                        }
-                        let meta = h.meta().map_err(io_err("stat", path))?;
-                        // An append is only durable if the name it was made under is.
-                        if !disk.name_durable {
-                            fs.sync_dir(&parent_dir(path))
-                                .map_err(io_err("sync the directory of", path))?;
-                        }
-                        Ok(meta)
-                    })();
-                    let meta = match appended {
-                        Ok(meta) => meta,
-                        Err(e) => {
-                            // Back to the file as it was, byte for byte: cut off what was written
-                            // (which also frees the space a full disk needs back) and restore the
-                            // trailer. The cut is made durable first: the commit record may have
-                            // reached the disk, and the old trailer written over the batch's first
-                            // record while that commit survives would leave part of the batch.
-                            // Best effort: if this fails too, the uncommitted records are ignored
-                            // by every later read, and the next flush rewrites the file.
-                            let _ = h.set_len(info.file_len).and_then(|()| {
-                                h.sync_data()?;
-                                h.write_at(info.file_len - 4, &info.stream_crc.to_le_bytes())?;
-                                h.sync_data()
-                            });
-                            return Err(e);
-                        }
-                    };
-                    let new_disk = Disk {
-                        meta: Some(meta),
-                        checked: Some(append.info),
-                        generation: disk.generation,
-                        name_durable: true,
-                    };
-                    return Ok((new_disk, None, append.records.len() + append.commit.len()));
+        let batch: Vec<EntryIn> = changes
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().and_then(|i| entry_in(k, i)))
+            .collect();
+        let append = format::encode_append(info, &batch).map_err(Error::Encode)?;
+        let mut h = match fs.open_existing(path) {
+            Ok(h) => h,
+            // Not writable by this process, in a directory that may be: rewrite it.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(None),
+            Err(e) => return Err(io_err("open", path)(e)),
+        };
+        let appended = (|| {
+            // Records first, synced; only then the commit record that vouches for them.
+            let mut off = info.file_len - 4;
+            for part in [append.records.slices(), append.commit.slices()] {
+                for piece in part {
+                    h.write_at(off, piece).map_err(io_err("append to", path))?;
+                    off += piece.len() as u64;
                 }
-                // Not writable by this process, in a directory that may be: rewrite it.
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
-                Err(e) => return Err(io_err("open", path)(e)),
+                h.sync_data().map_err(io_err("sync", path))?;
             }
-        }
-        let mut target = if cleared {
+            let meta = h.meta().map_err(io_err("stat", path))?;
+            // An append is only durable if the name it was made under is.
+            if !disk.name_durable {
+                fs.sync_dir(&parent_dir(path))
+                    .map_err(io_err("sync the directory of", path))?;
+            }
+            Ok(meta)
+        })();
+        let meta = match appended {
+            Ok(meta) => meta,
+            Err(e) => {
+                // Back to the file as it was, byte for byte: cut off what was written (which also
+                // frees the space a full disk needs back) and restore the trailer. The cut is made
+                // durable first: the commit record may have reached the disk, and the old trailer
+                // written over the batch's first record while that commit survives would leave
+                // part of the batch. Best effort: if this fails too, the uncommitted records are
+                // ignored by every later read, and the next flush rewrites the file.
+                let _ = h.set_len(info.file_len).and_then(|()| {
+                    h.sync_data()?;
+                    h.write_at(info.file_len - 4, &info.stream_crc.to_le_bytes())?;
+                    h.sync_data()
+                });
+                return Err(e);
+            }
+        };
+        Ok(Some(Written {
+            disk: Disk {
+                meta: Some(meta),
+                checked: Some(append.info),
+                generation: disk.generation,
+                name_durable: true,
+            },
+            rewritten: None,
+            bytes: append.records.len() + append.commit.len(),
+        }))
+    }
+
+    /// Replaces the file with every current entry, by atomic replace. Every value kept must have
+    /// been read ([`Store::read_all_values`]).
+    fn rewrite(
+        &self,
+        side: &SideFiles<'_>,
+        lock: &CacheLock,
+        changes: &HashMap<Vec<u8>, Option<Item>>,
+        snap: &Snapshot,
+    ) -> Result<Written, Error> {
+        let path = &self.target;
+        let mut target: HashMap<Vec<u8>, Item> = if snap.cleared {
             HashMap::new()
         } else {
-            base.clone()
+            snap.base
+                .iter()
+                .map(|(k, i)| (k.clone(), i.settled()))
+                .collect()
         };
-        for (k, v) in inflight {
+        for (k, v) in changes {
             match v {
                 Some(i) => target.insert(k.clone(), i.clone()),
                 None => target.remove(k),
             };
         }
-        let entries: Vec<EntryIn> = target.iter().map(entry_in).collect();
-        let params = WriteParams::next(disk.generation);
+        let entries: Vec<EntryIn> = target.iter().filter_map(|(k, i)| entry_in(k, i)).collect();
+        if entries.len() != target.len() {
+            return Err(Error::Io {
+                op: "read",
+                path: path.clone(),
+                source: io::Error::other("a value to rewrite was not read"),
+            });
+        }
+        let params = WriteParams::next(snap.disk.generation);
         let enc = format::encode(self.opts.format, &entries, params).map_err(Error::Encode)?;
         // The new file keeps the old one's permission bits: a rewrite is no way to change them.
         let mode = lock.file().map(|m| m.mode);
@@ -281,15 +375,56 @@ impl Store {
                 source: e,
             }
         })?;
-        let new_disk = Disk {
+        let disk = Disk {
             meta: Some(meta),
             checked: enc.info,
             generation: params.generation,
             name_durable: true,
         };
         drop(entries);
-        Ok((new_disk, Some(target), written))
+        Ok(Written {
+            disk,
+            rewritten: Some(target),
+            bytes: written,
+        })
     }
+}
+
+/// The entry to encode for `k`, if its value is in memory.
+fn entry_in<'a>(k: &'a [u8], i: &'a Item) -> Option<EntryIn<'a>> {
+    Some(EntryIn {
+        key: k,
+        value: i.ready()?,
+        kind: i.kind,
+    })
+}
+
+/// What a flush commits: the pending changes and the committed state they apply to.
+struct Snapshot {
+    inflight: HashMap<Vec<u8>, Option<Item>>,
+    cleared: bool,
+    clears: u64,
+    base: Arc<HashMap<Vec<u8>, Item>>,
+    disk: Disk,
+}
+
+impl Snapshot {
+    /// The pending changes that change something: a put equal to the committed value is none.
+    fn changes(&self) -> HashMap<Vec<u8>, Option<Item>> {
+        self.inflight
+            .iter()
+            .filter(|(k, v)| self.cleared || is_change(&self.base, k, v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// What a write did: the new disk state, the entries written when it rewrote the file (`None`: it
+/// appended the changes), and the bytes written.
+struct Written {
+    disk: Disk,
+    rewritten: Option<HashMap<Vec<u8>, Item>>,
+    bytes: u64,
 }
 
 /// Drops from `pending` the changes of `inflight` that are now on disk, unless they were changed
@@ -297,7 +432,7 @@ impl Store {
 fn settle(s: &mut State, inflight: HashMap<Vec<u8>, Option<Item>>) {
     for (k, v) in inflight {
         let unchanged = match (s.pending.get(&k), &v) {
-            (Some(Some(now)), Some(then)) => now.value.same(&then.value),
+            (Some(Some(now)), Some(then)) => now.same(then),
             (Some(None), None) => true,
             _ => false,
         };

@@ -1,26 +1,17 @@
-//! Reading a cache file into a store: decode with salvage, within the size limit, and the
-//! set-aside of a file nothing in which can be read.
+//! Reading a cache file into a store: decode with salvage (or, lazily, walk the framing through a
+//! read handle), within the size limit, and the set-aside of a file nothing in which can be read.
 
 use super::*;
+use crate::format::Source;
 
 /// The entries of a decoded file, sharing the file's buffer; built values are moved, not copied.
-/// `checks` (one per entry, or none) are the checks of entries left unverified.
 pub(super) fn load_entries(
     owner: &Backing,
     entries: Vec<format::DecodedEntry>,
-    checks: Vec<Option<EntryCheck>>,
 ) -> HashMap<Vec<u8>, Item> {
     let input = (**owner).as_ref();
     let mut m = HashMap::with_capacity(entries.len());
-    let mut checks = checks.into_iter();
     for e in entries {
-        let check = checks.next().flatten().map(|entry| {
-            Arc::new(Check {
-                entry,
-                owner: owner.clone(),
-                state: AtomicU8::new(CHECK_PENDING),
-            })
-        });
         let value = match e.value {
             format::ValueRef::Slice(r) => Value::slice_of(owner, r),
             format::ValueRef::Owned(v) => Some(Value::from_vec(v)),
@@ -29,9 +20,8 @@ pub(super) fn load_entries(
             m.insert(
                 input[e.key.clone()].to_vec(),
                 Item {
-                    value,
+                    value: Stored::Ready(value),
                     kind: e.kind,
-                    check,
                 },
             );
         }
@@ -134,7 +124,7 @@ pub(super) fn load_or_too_large(
             return Ok(Err(meta));
         }
     }
-    let loaded = load(fs, path, verify)?;
+    let loaded = load(fs, path, verify, max)?;
     // It grew between the stat and the read: refused all the same.
     match loaded.disk.meta {
         Some(meta) if loaded.report.file_len > max => Ok(Err(meta)),
@@ -153,53 +143,112 @@ pub(super) fn load_within(
         .unwrap_or_else(|meta| too_large_loaded(path, meta, max)))
 }
 
+/// What opening a file that is absent gives: an empty store.
+fn missing() -> Loaded {
+    Loaded {
+        base: HashMap::new(),
+        disk: Disk::default(),
+        unreadable: None,
+        report: Report {
+            missing: true,
+            format: None,
+            file_len: 0,
+            entries: 0,
+            damage: Damage::none_found(),
+            set_aside: None,
+            too_large: false,
+        },
+    }
+}
+
 /// Reads and decodes `path`; an unreadable one loads empty, with the reason in `unreadable`.
-/// With [`Verify::Lazy`], an intact checked-1.1 file's values are left to be verified on first use.
-pub(super) fn load(fs: &dyn Fs, path: &Path, verify: Verify) -> Result<Loaded, Error> {
+/// With [`Verify::Lazy`], an intact checked-1.1 file's values are not read: each is read and
+/// verified on first use, through the descriptor opened here. A file of more than `max` bytes is
+/// not read at all (only its length is reported).
+pub(super) fn load(fs: &dyn Fs, path: &Path, verify: Verify, max: u64) -> Result<Loaded, Error> {
+    match verify {
+        Verify::Eager => load_eager(fs, path),
+        Verify::Lazy => load_lazy(fs, path, max),
+    }
+}
+
+/// [`load`] reading the whole file at once, every value verified as it arrives.
+fn load_eager(fs: &dyn Fs, path: &Path) -> Result<Loaded, Error> {
     // Checksummed while it is read, piece by piece as each is still in the CPU cache: the decoder
-    // verifies every range from this index instead of reading the whole file a second time. Not
-    // for a file to be verified lazily: it is told by its first bytes, before the index starts.
+    // verifies every range from this index instead of reading the whole file a second time.
     let mut index = format::CrcIndex::new();
-    let mut lazy = None;
-    let read = fs.read_observed(path, &mut |so_far| {
-        if lazy.is_none() && verify == Verify::Lazy {
-            lazy = format::lazy_candidate(so_far);
-        }
-        if lazy != Some(true) {
-            index.observe(so_far);
-        }
-    });
+    let read = fs.read_observed(path, &mut |so_far| index.observe(so_far));
     let Some((bytes, meta)) = read.map_err(io_err("read", path))? else {
-        return Ok(Loaded {
-            base: HashMap::new(),
-            disk: Disk::default(),
-            unreadable: None,
-            report: Report {
-                missing: true,
-                format: None,
-                file_len: 0,
-                entries: 0,
-                damage: Damage {
-                    intact: true,
-                    entries_dropped: 0,
-                    bytes_ignored: 0,
-                    notes: vec![],
-                },
-                set_aside: None,
-                too_large: false,
-            },
-        });
+        return Ok(missing());
     };
+    Ok(decoded(bytes, meta, &index))
+}
+
+/// [`load`] through a read handle: the framing of an intact checked-1.1 file is walked through
+/// windows of it, its values left in the file; anything else is read whole through the same
+/// handle (so it is the same file) and decoded eagerly with salvage.
+fn load_lazy(fs: &dyn Fs, path: &Path, max: u64) -> Result<Loaded, Error> {
+    let Some((handle, meta)) = fs.open_read(path).map_err(io_err("read", path))? else {
+        return Ok(missing());
+    };
+    if meta.len > max {
+        // Reported by the caller as too large, from this length: nothing is read.
+        let mut l = missing();
+        l.report.missing = false;
+        l.report.file_len = meta.len;
+        l.disk.meta = Some(meta);
+        return Ok(l);
+    }
+    let len =
+        crate::io::buffer_len(meta.len, crate::io::MAX_BUFFER).map_err(io_err("read", path))?;
+    let mut src = lazy::Windowed::new(&*handle, len);
+    let candidate = src
+        .peek(0, 16)
+        .and_then(format::lazy_candidate)
+        .unwrap_or(false);
+    if candidate {
+        let mut sink = lazy::Collect {
+            handle: &handle,
+            base: HashMap::new(),
+        };
+        if let Some(w) = format::walk_lazy(&mut src, &mut sink) {
+            let base = sink.base;
+            return Ok(Loaded {
+                disk: Disk {
+                    meta: Some(meta),
+                    checked: Some(w.checked),
+                    generation: w.generation,
+                    name_durable: false,
+                },
+                report: Report {
+                    missing: false,
+                    format: Some(Format::Checked11),
+                    file_len: meta.len,
+                    entries: base.len() as u64,
+                    damage: Damage::none_found(),
+                    set_aside: None,
+                    too_large: false,
+                },
+                base,
+                unreadable: None,
+            });
+        }
+    }
+    if let Some(e) = src.error.take() {
+        return Err(io_err("read", path)(e));
+    }
+    drop(src);
+    let mut index = format::CrcIndex::new();
+    let bytes = lazy::read_all(&*handle, meta.len, &mut |so_far| index.observe(so_far))
+        .map_err(io_err("read", path))?;
+    Ok(decoded(bytes, meta, &index))
+}
+
+/// What the store makes of the bytes of a file read whole (`index`: their CRC index).
+fn decoded(bytes: Vec<u8>, meta: FileMeta, index: &format::CrcIndex) -> Loaded {
     let file_len = bytes.len() as u64;
     let owner: Backing = Arc::new(bytes);
-    let decoded = match lazy {
-        Some(true) => format::decode_lazy_indexed((*owner).as_ref(), &index),
-        _ => format::decode_indexed((*owner).as_ref(), &index).map(|d| (d, Vec::new())),
-    };
-    let (decoded, checks) = match decoded {
-        Ok((d, checks)) => (Ok(d), checks),
-        Err(e) => (Err(e), Vec::new()),
-    };
+    let decoded = format::decode_indexed((*owner).as_ref(), index);
     let unreadable = match &decoded {
         Err(e) => Some(e.to_string()),
         Ok(d) if d.entries.is_empty() && file_len > 0 && !d.damage.intact => {
@@ -207,37 +256,42 @@ pub(super) fn load(fs: &dyn Fs, path: &Path, verify: Verify) -> Result<Loaded, E
         }
         Ok(_) => None,
     };
-    if unreadable.is_some() {
-        let damage = match &decoded {
-            Ok(d) => d.damage.clone(),
-            Err(_) => Damage {
-                intact: false,
-                entries_dropped: 0,
-                bytes_ignored: file_len,
-                notes: vec![],
-            },
-        };
-        return Ok(Loaded {
-            base: HashMap::new(),
-            disk: Disk {
-                meta: Some(meta),
-                ..Disk::default()
-            },
-            report: Report {
-                missing: false,
-                format: decoded.ok().map(|d| d.format),
-                file_len,
-                entries: 0,
-                damage,
-                set_aside: None,
-                too_large: false,
-            },
-            unreadable,
-        });
-    }
-    let mut d = decoded.unwrap_or_else(|_| unreachable!("handled above"));
-    let base = load_entries(&owner, std::mem::take(&mut d.entries), checks);
-    Ok(Loaded {
+    let d = match decoded {
+        Ok(d) if unreadable.is_none() => d,
+        other => {
+            let (format, damage) = match other {
+                Ok(d) => (Some(d.format), d.damage),
+                Err(_) => (
+                    None,
+                    Damage {
+                        intact: false,
+                        entries_dropped: 0,
+                        bytes_ignored: file_len,
+                        notes: vec![],
+                    },
+                ),
+            };
+            return Loaded {
+                base: HashMap::new(),
+                disk: Disk {
+                    meta: Some(meta),
+                    ..Disk::default()
+                },
+                report: Report {
+                    missing: false,
+                    format,
+                    file_len,
+                    entries: 0,
+                    damage,
+                    set_aside: None,
+                    too_large: false,
+                },
+                unreadable,
+            };
+        }
+    };
+    let base = load_entries(&owner, d.entries);
+    Loaded {
         disk: Disk {
             meta: Some(meta),
             checked: d.checked,
@@ -255,5 +309,5 @@ pub(super) fn load(fs: &dyn Fs, path: &Path, verify: Verify) -> Result<Loaded, E
         },
         base,
         unreadable: None,
-    })
+    }
 }

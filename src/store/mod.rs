@@ -1,10 +1,12 @@
 //! The key-value store: load with salvage, get/put/remove/clear, and a flush that commits atomically,
 //! appending when it only adds keys and rewriting by atomic replace otherwise, merging under the
 //! process lock what other processes committed in the meantime. The read path is in `load`, the
-//! commit in `flush`; this file holds the types, the open and the in-memory operations.
+//! commit in `flush`, the values of a lazily opened file in `lazy`; this file holds the types, the
+//! open and the in-memory operations.
 
 mod budget;
 mod flush;
+mod lazy;
 mod load;
 mod value;
 
@@ -16,13 +18,14 @@ use crate::format::{
 };
 use crate::io::side_files::{self, CacheLock, SideFiles};
 use crate::io::{parent_dir, posix::PosixFs, FileMeta, Fs, LockKind};
+use lazy::{Got, Lazy};
 use load::{load_entries, load_within};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,9 +64,10 @@ pub enum Verify {
     /// Every value at open, as the file is read.
     #[default]
     Eager,
-    /// For an intact checked-1.1 file, each value on its first use (`get`, `entries`, a flush);
-    /// its framing, commit records and trailer, and the platform-info entry, at open. Other files,
-    /// and checked-1.1 files found damaged at open, are verified at open as with `Eager`.
+    /// For an intact checked-1.1 file, only its framing, commit records and trailer, and the
+    /// platform-info entry, are read and verified at open; the file is kept open and each value is
+    /// read from it and verified on its first use (`get`, `entries`, a rewrite). Other files, and
+    /// checked-1.1 files found damaged at open, are read and verified at open as with `Eager`.
     Lazy,
 }
 
@@ -197,53 +201,62 @@ pub struct Stats {
 
 #[derive(Clone)]
 struct Item {
-    value: Value,
+    value: Stored,
     kind: ValueKind,
-    /// The check the value must pass before it is handed out, if it was read unverified.
-    check: Option<Arc<Check>>,
+}
+
+/// Where an entry's value is.
+#[derive(Clone)]
+enum Stored {
+    /// In memory, known good: put by this process, or verified when the file was read.
+    Ready(Value),
+    /// In the file, read and verified on first use ([`Verify::Lazy`]).
+    Lazy(Arc<Lazy>),
 }
 
 impl Item {
-    /// Whether the value is known good: put by this process, or verified.
-    fn verified(&self) -> bool {
-        self.check.as_ref().map_or(true, |c| c.state() == CHECK_OK)
-    }
-}
-
-const CHECK_PENDING: u8 = 0;
-const CHECK_OK: u8 = 1;
-const CHECK_FAILED: u8 = 2;
-
-/// A lazily verified entry's checksum, over the buffer the file was read into (which never changes:
-/// a value is never read from the file again, so what is verified is what is handed out).
-struct Check {
-    entry: EntryCheck,
-    owner: Backing,
-    state: AtomicU8,
-}
-
-impl Check {
-    fn state(&self) -> u8 {
-        self.state.load(Ordering::Acquire)
-    }
-
-    /// Verifies the entry once; `Ok(true)`: good, `Ok(false)`: failed before, `Err(())`: this call
-    /// found it damaged (exactly one call does).
-    fn run(&self) -> Result<bool, ()> {
-        match self.state() {
-            CHECK_OK => return Ok(true),
-            CHECK_FAILED => return Ok(false),
-            _ => {}
+    /// The value's length, known without reading it.
+    fn len(&self) -> usize {
+        match &self.value {
+            Stored::Ready(v) => v.len(),
+            Stored::Lazy(l) => l.len(),
         }
-        let good = self.entry.verify((*self.owner).as_ref());
-        let to = if good { CHECK_OK } else { CHECK_FAILED };
-        match self
-            .state
-            .compare_exchange(CHECK_PENDING, to, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) if good => Ok(true),
-            Ok(_) => Err(()),
-            Err(now) => Ok(now == CHECK_OK),
+    }
+
+    /// The value, if it is in memory and known good.
+    fn ready(&self) -> Option<&Value> {
+        match &self.value {
+            Stored::Ready(v) => Some(v),
+            Stored::Lazy(l) => l.cached(),
+        }
+    }
+
+    /// The value still to read and verify, if any.
+    fn unread(&self) -> Option<&Arc<Lazy>> {
+        match &self.value {
+            Stored::Lazy(l) if l.cached().is_none() => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Whether both are the same value (the same put, or the same entry of a file), without
+    /// comparing bytes.
+    fn same(&self, other: &Item) -> bool {
+        match (&self.value, &other.value) {
+            (Stored::Ready(a), Stored::Ready(b)) => a.same(b),
+            (Stored::Lazy(a), Stored::Lazy(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// The item with its value in memory, if it is (so a file's handle is not kept for it).
+    fn settled(&self) -> Item {
+        match self.ready() {
+            Some(v) => Item {
+                value: Stored::Ready(v.clone()),
+                kind: self.kind,
+            },
+            None => self.clone(),
         }
     }
 }
@@ -320,8 +333,7 @@ impl State {
 
     /// The exact sum of [`format::entry_len_bound`] over the current entries, except `skip`.
     fn entries_len_bound(&self, format: Format, skip: Option<&[u8]>) -> u64 {
-        let of =
-            |k: &[u8], i: &Item| format::entry_len_bound(format, k.len(), i.value.len(), i.kind);
+        let of = |k: &[u8], i: &Item| format::entry_len_bound(format, k.len(), i.len(), i.kind);
         let mut sum = 0u64;
         if !self.cleared {
             for (k, i) in self.base.iter() {
@@ -356,11 +368,15 @@ impl State {
 /// platform-info and device-name values before every flush, and such a put is no change; nor is
 /// the removal of a key the file does not hold (a flush that failed after its rename took effect
 /// leaves its removals pending over the file that already has them).
+/// A committed value not read yet counts as different: the flush reads those a put may equal first.
 fn is_change(base: &HashMap<Vec<u8>, Item>, key: &[u8], v: &Option<Item>) -> bool {
+    let equal = |b: &Item, i: &Item| {
+        b.kind == i.kind
+            && b.len() == i.len()
+            && matches!((b.ready(), i.ready()), (Some(x), Some(y)) if x == y)
+    };
     match v {
-        Some(i) => base
-            .get(key)
-            .map_or(true, |b| b.value != i.value || b.kind != i.kind),
+        Some(i) => base.get(key).map_or(true, |b| !equal(b, i)),
         None => base.contains_key(key),
     }
 }
@@ -470,7 +486,7 @@ impl Store {
             path: PathBuf::new(),
             target: PathBuf::new(),
             state: RwLock::new(State {
-                base: Arc::new(load_entries(&data, d.entries, Vec::new())),
+                base: Arc::new(load_entries(&data, d.entries)),
                 stats,
                 ..State::default()
             }),
@@ -508,8 +524,10 @@ impl Store {
     }
 
     /// The value of `key`, sharing memory with the store (no copy); it stays valid after any later change.
-    /// A value read unverified ([`Verify::Lazy`]) is verified first: one that fails its checksum is
-    /// dropped from the store (counted in [`Stats::entries_failed_on_use`] and logged) and is missing.
+    /// A value read unverified ([`Verify::Lazy`]) is read from the file opened and verified first:
+    /// one that fails its checksum is dropped from the store (counted in
+    /// [`Stats::entries_failed_on_use`] and logged) and is missing; one that cannot be read (an I/O
+    /// error) is missing from this get only, logged, and read again by the next use.
     pub fn get(&self, key: &[u8]) -> Option<Value> {
         let v = self.fetch(key);
         let counter = if v.is_some() {
@@ -530,21 +548,22 @@ impl Store {
     /// [`Store::fetch`] of the current value, or (`committed`) of the value the file holds, as
     /// last read or written, whatever is pending.
     fn fetch_from(&self, key: &[u8], committed: bool) -> Option<Value> {
-        let s = self.state.read();
-        let item = if committed {
-            s.base.get(key)
-        } else {
-            s.lookup(key)
+        let (ready, unread) = {
+            let s = self.state.read();
+            let item = if committed {
+                s.base.get(key)
+            } else {
+                s.lookup(key)
+            };
+            match item {
+                Some(i) => (i.ready().cloned(), i.unread().cloned()),
+                None => (None, None),
+            }
         };
-        let (v, check) = match item {
-            Some(i) if i.verified() => (Some(i.value.clone()), None),
-            Some(i) => (Some(i.value.clone()), i.check.clone()),
-            None => (None, None),
-        };
-        drop(s);
-        match check {
-            Some(c) if !self.verify(key, &c) => None,
-            _ => v,
+        match (ready, unread) {
+            (Some(v), _) => Some(v),
+            (None, Some(l)) => self.read_value(key, &l).unwrap_or(None),
+            (None, None) => None,
         }
     }
 
@@ -588,21 +607,28 @@ impl Store {
         s.pending.insert(
             key.to_vec(),
             Some(Item {
-                value,
+                value: Stored::Ready(value),
                 kind,
-                check: None,
             }),
         );
         Ok(())
     }
 
-    /// Verifies the entry of `key` whose check is `c`; when it fails, drops it from the committed
-    /// state (if it is still there), counts and logs it, and makes the next flush rewrite the file.
-    fn verify(&self, key: &[u8], c: &Arc<Check>) -> bool {
-        let first = match c.run() {
-            Ok(true) => return true,
-            Ok(false) => false,
-            Err(()) => true,
+    /// Reads and verifies the lazily read value `l` of `key`; when it fails its checksum, drops it
+    /// from the committed state (if it is still there), counts and logs it, and makes the next
+    /// flush rewrite the file. `Ok(None)`: it failed; an I/O error leaves the entry as it is.
+    fn read_value(&self, key: &[u8], l: &Arc<Lazy>) -> Result<Option<Value>, Error> {
+        let first = match l.load() {
+            Got::Good(v) => return Ok(Some(v)),
+            Got::Failed { first } => first,
+            Got::Io(e) => {
+                crate::log::warn(&format!(
+                    "{}: the entry of key {:?} could not be read ({e}): missing for now, kept",
+                    self.target.display(),
+                    String::from_utf8_lossy(&key[..key.len().min(64)])
+                ));
+                return Err(io_err("read", &self.target)(e));
+            }
         };
         // Removed by whichever call gets here first, before any returns: a flush that verified
         // everything never snapshots a failed entry.
@@ -610,8 +636,7 @@ impl Store {
         let here = s
             .base
             .get(key)
-            .and_then(|i| i.check.as_ref())
-            .is_some_and(|x| Arc::ptr_eq(x, c));
+            .is_some_and(|i| matches!(&i.value, Stored::Lazy(x) if Arc::ptr_eq(x, l)));
         if here {
             Arc::make_mut(&mut s.base).remove(key);
             // The file is not as written: no append on top of it; a rewrite leaves this out.
@@ -630,22 +655,23 @@ impl Store {
                 String::from_utf8_lossy(&key[..key.len().min(64)])
             ));
         }
-        false
+        Ok(None)
     }
 
-    /// Verifies every committed entry not verified yet, dropping those that fail.
-    fn verify_all(&self) {
-        let todo: Vec<(Vec<u8>, Arc<Check>)> = {
+    /// Reads and verifies every committed value not read yet, dropping those that fail; the first
+    /// I/O error stops it.
+    fn read_all_values(&self) -> Result<(), Error> {
+        let todo: Vec<(Vec<u8>, Arc<Lazy>)> = {
             let s = self.state.read();
             s.base
                 .iter()
-                .filter(|(_, i)| !i.verified())
-                .filter_map(|(k, i)| i.check.clone().map(|c| (k.clone(), c)))
+                .filter_map(|(k, i)| i.unread().map(|l| (k.clone(), Arc::clone(l))))
                 .collect()
         };
-        for (k, c) in todo {
-            self.verify(&k, &c);
+        for (k, l) in todo {
+            self.read_value(&k, &l)?;
         }
+        Ok(())
     }
 
     /// Removes `key`; returns whether it was present.
@@ -673,16 +699,20 @@ impl Store {
         Ok(())
     }
 
-    /// The current entries, sorted by key; every value verified first (those that fail are dropped,
-    /// as by [`Store::get`]).
+    /// The current entries, sorted by key; every value read and verified first (those that fail
+    /// are dropped, and those that cannot be read left out, as by [`Store::get`]).
     pub fn entries(&self) -> Vec<(Vec<u8>, Value)> {
-        self.verify_all();
-        let mut v: Vec<_> = self
-            .state
-            .read()
-            .current()
+        let current = self.state.read().current();
+        let mut v: Vec<_> = current
             .into_iter()
-            .map(|(k, i)| (k, i.value))
+            .filter_map(|(k, i)| {
+                let value = match (i.ready(), i.unread()) {
+                    (Some(v), _) => Some(v.clone()),
+                    (None, Some(l)) => self.read_value(&k, l).unwrap_or(None),
+                    (None, None) => None,
+                };
+                value.map(|v| (k, v))
+            })
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -735,10 +765,7 @@ impl Store {
         let cur = s.current();
         Stats {
             entries: cur.len() as u64,
-            bytes: cur
-                .iter()
-                .map(|(k, i)| (k.len() + i.value.len()) as u64)
-                .sum(),
+            bytes: cur.iter().map(|(k, i)| (k.len() + i.len()) as u64).sum(),
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             ..s.stats.clone()

@@ -8,7 +8,13 @@
 //! capacity makes the disk fill up: a write that does not fit writes what fits, then fails with
 //! ENOSPC, as a real `pwrite` loop does.
 
-use super::{FileHandle, FileMeta, Fs, LockKind, ProcessLock};
+mod fault;
+mod handles;
+
+pub use fault::{FailKind, Fate, Op, Unsynced, UnsyncedInfo};
+
+use super::{FileHandle, FileMeta, Fs, LockKind, ProcessLock, ReadHandle};
+use handles::{LockGuard, SimHandle, SimRead};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
@@ -16,143 +22,6 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const SECTOR: u64 = 512;
-
-/// One data operation on a file that is not yet durable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// `bytes` written at `offset`.
-    Write {
-        /// File offset of the first byte.
-        offset: u64,
-        /// The bytes written.
-        bytes: Vec<u8>,
-    },
-    /// The file's length set (a truncate-on-create is `SetLen(0)`).
-    SetLen(u64),
-}
-
-impl Op {
-    /// How many 512-byte sectors a write touches (the bits a [`Fate::Torn`] mask selects); 0 for `SetLen`.
-    pub fn sectors(&self) -> u64 {
-        match self {
-            Op::Write { offset, bytes } if !bytes.is_empty() => {
-                (offset + bytes.len() as u64 - 1) / SECTOR - offset / SECTOR + 1
-            }
-            _ => 0,
-        }
-    }
-
-    /// Applies the op to `data`, keeping only the write's sectors whose bit is set in `mask`.
-    fn apply(&self, data: &mut Vec<u8>, mask: u64) {
-        match self {
-            Op::SetLen(len) => data.resize(*len as usize, 0),
-            Op::Write { offset, bytes } => {
-                let (first, end) = (offset / SECTOR, offset + bytes.len() as u64);
-                let mut start = *offset;
-                while start < end {
-                    let sector = start / SECTOR;
-                    let stop = end.min((sector + 1) * SECTOR);
-                    if mask >> (sector - first).min(63) & 1 == 1 {
-                        let (s, e) = (start as usize, stop as usize);
-                        if data.len() < e {
-                            data.resize(e, 0);
-                        }
-                        let from = (start - offset) as usize;
-                        data[s..e].copy_from_slice(&bytes[from..from + (e - s)]);
-                    }
-                    start = stop;
-                }
-            }
-        }
-    }
-}
-
-/// What a power loss does to one unsynced operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fate {
-    /// The operation reached the disk.
-    Keep,
-    /// The operation was lost (for a directory op: it and every later one).
-    Drop,
-    /// Only the write's sectors whose bit is set reached the disk (bit i: i-th sector touched; bit 63
-    /// also covers all later ones). Treated as `Keep` for anything but a write.
-    Torn(u64),
-}
-
-/// An unsynced operation `SimFs::crash` asks the fate of.
-#[derive(Debug, Clone, Copy)]
-pub enum Unsynced<'a> {
-    /// The `index`-th queued directory operation.
-    DirOp {
-        /// Position in the directory journal.
-        index: usize,
-        /// What it does, e.g. `rename a.tmp -> a`.
-        description: &'a str,
-    },
-    /// The `index`-th unsynced data operation of inode `ino`.
-    Data {
-        /// The inode written.
-        ino: u64,
-        /// Position among that inode's unsynced ops.
-        index: usize,
-        /// The operation.
-        op: &'a Op,
-    },
-}
-
-impl Unsynced<'_> {
-    /// An owned copy of this description.
-    pub fn info(&self) -> UnsyncedInfo {
-        match *self {
-            Unsynced::DirOp { index, description } => UnsyncedInfo::DirOp {
-                index,
-                description: description.to_owned(),
-            },
-            Unsynced::Data { ino, index, op } => UnsyncedInfo::Data {
-                ino,
-                index,
-                op: op.clone(),
-            },
-        }
-    }
-}
-
-/// An owned [`Unsynced`], as listed by [`SimFs::unsynced_events`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UnsyncedInfo {
-    /// The `index`-th queued directory operation.
-    DirOp {
-        /// Position in the directory journal.
-        index: usize,
-        /// What it does.
-        description: String,
-    },
-    /// The `index`-th unsynced data operation of inode `ino`.
-    Data {
-        /// The inode written.
-        ino: u64,
-        /// Position among that inode's unsynced ops.
-        index: usize,
-        /// The operation.
-        op: Op,
-    },
-}
-
-/// How an injected fault behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailKind {
-    /// Only the chosen call fails, with this errno.
-    Once(i32),
-    /// The chosen call and every later one fail, with this errno.
-    Persistent(i32),
-    /// The process dies at the chosen call: it and every later one fail with EIO and do nothing.
-    Crash,
-    /// Only the chosen call fails, with this errno; a write first writes the first half of its
-    /// bytes (a short write), any other call does nothing.
-    Short(i32),
-}
 
 /// A queued directory change: `from` unlinked and/or `to` linked to inode `ino`.
 #[derive(Debug, Clone)]
@@ -575,76 +444,6 @@ impl fmt::Debug for SimFs {
     }
 }
 
-struct SimHandle {
-    fs: SimFs,
-    ino: u64,
-}
-
-impl SimHandle {
-    fn call<T>(
-        &self,
-        name: &str,
-        args: String,
-        f: impl FnOnce(&mut Disk, u64) -> io::Result<T>,
-    ) -> io::Result<T> {
-        let ino = self.ino;
-        self.fs
-            .call(format!("{name} ino={ino}{args}"), |st| f(st, ino))
-    }
-}
-
-impl FileHandle for SimHandle {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let ino = self.ino;
-        let desc = format!("write_at ino={ino} off={offset} len={}", data.len());
-        let half = &data[..data.len() / 2];
-        self.fs.call_partial(
-            desc,
-            |st| st.write(ino, offset, data),
-            |st| {
-                let _ = st.write(ino, offset, half);
-            },
-        )
-    }
-
-    fn sync_data(&mut self) -> io::Result<()> {
-        self.call("sync_data", String::new(), Disk::sync)
-    }
-
-    fn sync_all(&mut self) -> io::Result<()> {
-        self.call("sync_all", String::new(), Disk::sync)
-    }
-
-    fn set_len(&mut self, len: u64) -> io::Result<()> {
-        self.call("set_len", format!(" len={len}"), |st, ino| {
-            st.apply_op(ino, Op::SetLen(len))
-        })
-    }
-
-    fn meta(&self) -> io::Result<FileMeta> {
-        self.call("meta", String::new(), |st, ino| Ok(st.meta(ino)))
-    }
-
-    fn set_mode(&mut self, mode: u32) -> io::Result<()> {
-        self.call("set_mode", format!(" mode={mode:o}"), |st, ino| {
-            st.node(ino).mode = mode;
-            Ok(())
-        })
-    }
-}
-
-struct LockGuard {
-    shared: Arc<Shared>,
-    path: PathBuf,
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        self.shared.locks.lock().remove(&self.path);
-        self.shared.unlocked.notify_all();
-    }
-}
-
 impl Fs for SimFs {
     fn read(&self, path: &Path) -> io::Result<Option<(Vec<u8>, FileMeta)>> {
         let p = norm(path);
@@ -655,6 +454,21 @@ impl Fs for SimFs {
                 .map(|&ino| (st.inodes[&ino].data.clone(), st.meta(ino)));
             Ok(found)
         })
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Option<(Arc<dyn ReadHandle>, FileMeta)>> {
+        let p = norm(path);
+        let found = self.call(format!("open_read {}", p.display()), |st| {
+            Ok(st.names.get(&p).map(|&ino| st.meta(ino)))
+        })?;
+        Ok(found.map(|meta| {
+            let h: Arc<dyn ReadHandle> = Arc::new(SimRead {
+                fs: self.clone(),
+                ino: meta.ino,
+                len: meta.len,
+            });
+            (h, meta)
+        }))
     }
 
     fn metadata(&self, path: &Path) -> io::Result<Option<FileMeta>> {
@@ -836,282 +650,4 @@ impl SimFs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::replace_atomically;
-    use super::*;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::time::Duration;
-
-    fn p(s: &str) -> &Path {
-        Path::new(s)
-    }
-
-    #[test]
-    fn crash_drops_unsynced_writes() {
-        let fs = SimFs::new();
-        fs.write_file("a", b"old!");
-        fs.open_existing(p("a"))
-            .unwrap()
-            .write_at(0, b"new")
-            .unwrap();
-        assert_eq!(fs.read_file("a").unwrap(), b"new!");
-        assert_eq!(fs.crash_drop_all().read_file("a").unwrap(), b"old!");
-        assert_eq!(fs.crash_keep_all().read_file("a").unwrap(), b"new!");
-        assert_eq!(fs.unsynced_count(), 1);
-    }
-
-    #[test]
-    fn fsync_makes_writes_survive_but_new_names_need_sync_dir() {
-        let fs = SimFs::new();
-        let mut h = fs.create(p("d/x")).unwrap();
-        h.write_at(0, b"data").unwrap();
-        h.sync_data().unwrap();
-        assert!(!fs.crash_drop_all().exists("d/x"), "name not yet durable");
-        fs.sync_dir(p("other")).unwrap();
-        assert!(!fs.crash_drop_all().exists("d/x"));
-        fs.sync_dir(p("d")).unwrap();
-        let after = fs.crash_drop_all();
-        assert_eq!(after.read_file("d/x").unwrap(), b"data");
-        assert_eq!(after.unsynced_count(), 0);
-        assert_eq!(after.calls(), 0);
-    }
-
-    #[test]
-    fn rename_not_durable_without_sync_dir() {
-        let fs = SimFs::new();
-        fs.write_file("a", b"A");
-        fs.write_file("b", b"B");
-        fs.rename(p("a"), p("b")).unwrap();
-        assert_eq!(fs.list(), vec![PathBuf::from("b")]);
-        let lost = fs.crash_drop_all();
-        assert_eq!(
-            (lost.read_file("a").unwrap(), lost.read_file("b").unwrap()),
-            (b"A".to_vec(), b"B".to_vec())
-        );
-        fs.sync_dir(p(".")).unwrap(); // "." and "" are the same directory
-        let kept = fs.crash_drop_all();
-        assert_eq!(kept.list(), vec![PathBuf::from("b")]);
-        assert_eq!(kept.read_file("./b").unwrap(), b"A");
-        let err = fs.rename(p("missing"), p("b")).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::NotFound);
-    }
-
-    #[test]
-    fn dir_ops_survive_only_as_a_prefix() {
-        let fs = SimFs::new();
-        for name in ["x", "y", "z"] {
-            fs.create(p(name)).unwrap();
-        }
-        let mut asked = 0;
-        let after = fs.crash(&mut |u| match u {
-            Unsynced::DirOp { index, .. } => {
-                asked += 1;
-                [Fate::Keep, Fate::Drop, Fate::Keep][*index]
-            }
-            Unsynced::Data { .. } => Fate::Keep,
-        });
-        assert_eq!(asked, 3);
-        assert_eq!(after.list(), vec![PathBuf::from("x")]);
-    }
-
-    /// Every crash outcome of `fs` (each unsynced op kept or dropped) holding `path`'s contents.
-    fn all_outcomes(fs: &SimFs, path: &str) -> Vec<Option<Vec<u8>>> {
-        (0u32..1 << fs.unsynced_count())
-            .map(|bits| {
-                let mut i = 0;
-                let after = fs.crash(&mut |_| {
-                    i += 1;
-                    [Fate::Drop, Fate::Keep][(bits >> (i - 1) & 1) as usize]
-                });
-                after.read_file(path)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn replace_atomically_is_atomic_under_a_fault_at_every_call() {
-        let (old, new) = (vec![1u8; 700], vec![2u8; 900]);
-        for kind in [FailKind::Crash, FailKind::Once(libc::EIO)] {
-            for n in 1.. {
-                let fs = SimFs::new();
-                fs.write_file("dir/cache", &old);
-                fs.reset_calls();
-                fs.fail_at(n, kind);
-                let result = replace_atomically(&fs, p("dir/cache"), &[&new[..300], &new[300..]]);
-                let finished = fs.calls() < n;
-                let why = format!("{kind:?} at call {n}: {:?}", fs.trace());
-                assert_eq!(result.is_ok(), finished, "{why}");
-                let mut seen = vec![fs.read_file("dir/cache")];
-                seen.extend(
-                    [fs.crash_drop_all(), fs.crash_keep_all()].map(|c| c.read_file("dir/cache")),
-                );
-                seen.extend(all_outcomes(&fs, "dir/cache"));
-                for got in seen {
-                    assert!(
-                        got == Some(old.clone()) || got == Some(new.clone()),
-                        "{why}"
-                    );
-                }
-                if finished {
-                    assert_eq!(fs.crash_drop_all().read_file("dir/cache").unwrap(), new);
-                    break;
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn torn_writes_keep_only_masked_sectors() {
-        let fs = SimFs::new();
-        fs.write_file("t", &[0u8; 600]);
-        let mut h = fs.open_existing(p("t")).unwrap();
-        h.write_at(256, &[7u8; 1536]).unwrap(); // bytes 256..1792: sectors 0..=3
-        let events = fs.unsynced_events();
-        assert!(
-            matches!(&events[..], [UnsyncedInfo::Data { index: 0, op, .. }] if op.sectors() == 4)
-        );
-        let got = fs
-            .crash(&mut |_| Fate::Torn(0b0101))
-            .read_file("t")
-            .unwrap();
-        let mut want = vec![0u8; 1536];
-        want[256..512].fill(7);
-        want[1024..1536].fill(7);
-        assert_eq!(got, want);
-        let none = fs.crash(&mut |_| Fate::Torn(0)).read_file("t").unwrap();
-        assert_eq!(none, vec![0u8; 600]);
-        let last = fs
-            .crash(&mut |_| Fate::Torn(1 << 63))
-            .read_file("t")
-            .unwrap();
-        assert_eq!(
-            last.len(),
-            600,
-            "bit 63 covers no sector of a 4-sector write"
-        );
-    }
-
-    #[test]
-    fn once_and_persistent_faults() {
-        let fs = SimFs::new();
-        fs.fail_at(2, FailKind::Once(libc::ENOSPC));
-        let mut h = fs.create(p("f")).unwrap();
-        let err = h.write_at(0, b"x").unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
-        assert_eq!(
-            fs.read_file("f").unwrap(),
-            b"",
-            "a failed call has no effect"
-        );
-        h.write_at(0, b"y").unwrap();
-        fs.reset_calls();
-        fs.fail_at(1, FailKind::Persistent(libc::EIO));
-        for _ in 0..3 {
-            assert_eq!(h.sync_all().unwrap_err().raw_os_error(), Some(libc::EIO));
-        }
-        assert_eq!(fs.crash_drop_all().read_file("f"), None);
-        fs.clear_faults();
-        h.sync_all().unwrap();
-        assert_eq!(fs.calls(), 4);
-        assert!(
-            fs.trace()[0].starts_with("#1 sync_all ino=1 => injected"),
-            "{:?}",
-            fs.trace()
-        );
-    }
-
-    #[test]
-    fn crash_fault_stops_everything() {
-        let fs = SimFs::new();
-        fs.fail_at(2, FailKind::Crash);
-        let mut h = fs.create(p("f")).unwrap();
-        assert!(h.write_at(0, b"x").is_err());
-        assert!(fs.remove(p("f")).is_err());
-        assert!(fs.lock(p("l"), None).is_err());
-        assert!(fs.exists("f"));
-        assert_eq!(fs.read_file("f").unwrap(), b"");
-    }
-
-    #[test]
-    fn handles_survive_rename_and_remove_and_meta_tracks_changes() {
-        let fs = SimFs::new();
-        let mut h = fs.create(p("a")).unwrap();
-        let m0 = h.meta().unwrap();
-        fs.rename(p("a"), p("b")).unwrap();
-        h.write_at(0, b"hello").unwrap();
-        let m1 = fs.metadata(p("b")).unwrap().unwrap();
-        assert_eq!((m1.ino, m1.dev, m1.len), (m0.ino, 1, 5));
-        assert!(m1.mtime_ns > m0.mtime_ns);
-        fs.remove(p("b")).unwrap();
-        h.set_len(2).unwrap();
-        assert_eq!(h.meta().unwrap().len, 2);
-        assert!(fs.metadata(p("b")).unwrap().is_none());
-        assert_eq!(
-            fs.open_existing(p("b")).err().unwrap().kind(),
-            io::ErrorKind::NotFound
-        );
-        assert_eq!(
-            fs.remove(p("b")).unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
-        fs.write_file("c", b"123");
-        let ino = fs.metadata(p("c")).unwrap().unwrap().ino;
-        drop(fs.create(p("c")).unwrap());
-        let (data, meta) = fs.read(p("c")).unwrap().unwrap();
-        assert_eq!(
-            (data.len(), meta.ino),
-            (0, ino),
-            "create truncates the same inode"
-        );
-        assert_eq!(fs.crash_drop_all().read_file("c").unwrap(), b"123");
-    }
-
-    #[test]
-    fn snapshot_and_clones() {
-        let fs = SimFs::new();
-        let other = fs.clone();
-        other.create(p("s")).unwrap().write_at(0, b"1").unwrap();
-        let snap = fs.snapshot();
-        fs.remove(p("s")).unwrap();
-        assert!(snap.exists("s") && !fs.exists("s"));
-        assert_eq!(snap.unsynced_count(), 2);
-        assert_eq!(snap.crash_keep_all().read_file("s").unwrap(), b"1");
-    }
-
-    #[test]
-    fn lock_excludes_across_threads() {
-        let fs = SimFs::new();
-        let guard = fs.lock(p("x.lock"), None).unwrap();
-        assert_eq!(guard.kind(), LockKind::Ofd);
-        let got = Arc::new(AtomicBool::new(false));
-        let waiter = {
-            let (fs, got) = (fs.clone(), Arc::clone(&got));
-            std::thread::spawn(move || {
-                let _l = fs.lock(p("x.lock"), None).unwrap();
-                got.store(true, Ordering::SeqCst);
-            })
-        };
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(!got.load(Ordering::SeqCst));
-        drop(fs.lock(p("other.lock"), None).unwrap());
-        drop(guard);
-        waiter.join().unwrap();
-        assert!(got.load(Ordering::SeqCst));
-
-        let inside = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let (fs, inside) = (fs.clone(), Arc::clone(&inside));
-                std::thread::spawn(move || {
-                    for _ in 0..50 {
-                        let _l = fs.lock(p("x.lock"), None).unwrap();
-                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-                        std::thread::yield_now();
-                        inside.fetch_sub(1, Ordering::SeqCst);
-                    }
-                })
-            })
-            .collect();
-        threads.into_iter().for_each(|t| t.join().unwrap());
-    }
-}
+mod tests;

@@ -1,0 +1,204 @@
+//! Values of a lazily opened file ([`Verify::Lazy`]): the store keeps the file open and each entry's
+//! byte range and checksum; the first use reads the range through the handle and verifies it before
+//! the value is handed out. The framing is walked at open through a small window over the handle.
+
+use super::*;
+use crate::format::{DecodedEntry, Sink, Source};
+use crate::io::{buffer_len, ReadHandle, MAX_BUFFER};
+use std::ops::Range;
+use std::sync::atomic::AtomicBool;
+use std::sync::OnceLock;
+
+/// Bytes one read of the framing walk fetches: a record's tag, key and value header, or an
+/// extension and the next record's start, in one read; small beside the values it skips.
+const WINDOW: usize = 1 << 10;
+
+/// Bytes read between two updates of a checksum: each piece is checksummed while in the CPU's cache.
+const CHUNK: usize = 256 << 10;
+
+/// A [`Source`] reading windows of a file through its handle, at the offsets the walk asks for.
+pub(super) struct Windowed<'h> {
+    handle: &'h dyn ReadHandle,
+    len: usize,
+    buf: Vec<u8>,
+    start: usize,
+    /// The read that failed, if one did (the walk then gave up).
+    pub(super) error: Option<io::Error>,
+}
+
+impl<'h> Windowed<'h> {
+    pub(super) fn new(handle: &'h dyn ReadHandle, len: usize) -> Self {
+        Windowed {
+            handle,
+            len,
+            buf: Vec::new(),
+            start: 0,
+            error: None,
+        }
+    }
+}
+
+impl Source for Windowed<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn peek(&mut self, at: usize, want: usize) -> Option<&[u8]> {
+        let at = at.min(self.len);
+        let want = want.min(self.len - at);
+        let held = at >= self.start && at + want <= self.start + self.buf.len();
+        if !held {
+            let n = want.max(WINDOW).min(self.len - at);
+            self.buf.resize(n, 0);
+            self.start = at;
+            if let Err(e) = self.handle.read_exact_at(at as u64, &mut self.buf) {
+                self.buf.clear();
+                self.error = Some(e);
+                return None;
+            }
+        }
+        let from = at - self.start;
+        Some(&self.buf[from..from + want])
+    }
+}
+
+/// Reads `len` bytes of `handle` from offset 0 into one buffer of exactly that size, calling
+/// `observe` with the part read so far each time it grows (as [`Fs::read_observed`] does).
+pub(super) fn read_all(
+    handle: &dyn ReadHandle,
+    len: u64,
+    observe: &mut dyn FnMut(&[u8]),
+) -> io::Result<Vec<u8>> {
+    let cap = buffer_len(len, MAX_BUFFER)?;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(cap).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("cannot allocate {cap} bytes for the file"),
+        )
+    })?;
+    while buf.len() < cap {
+        let start = buf.len();
+        buf.resize(start + (cap - start).min(CHUNK), 0);
+        handle.read_exact_at(start as u64, &mut buf[start..])?;
+        observe(&buf);
+    }
+    if cap == 0 {
+        observe(&buf);
+    }
+    Ok(buf)
+}
+
+/// An entry of a lazily opened file: where its bytes are, the checksum they must pass, and the
+/// value once they did.
+pub(super) struct Lazy {
+    handle: Arc<dyn ReadHandle>,
+    /// The bytes the checksum covers (the whole record but its checksum), and the checksum.
+    check: EntryCheck,
+    /// The value's bytes, within `check.record`.
+    value: Range<usize>,
+    loaded: OnceLock<Value>,
+    failed: AtomicBool,
+    /// One first read at a time: concurrent first gets read and count the entry once.
+    reading: Mutex<()>,
+}
+
+/// What loading a lazily read value found.
+pub(super) enum Got {
+    /// The value, verified.
+    Good(Value),
+    /// It failed its checksum; `first`: this call found it (exactly one does).
+    Failed { first: bool },
+    /// It could not be read (nothing is handed out; a later use tries again).
+    Io(io::Error),
+}
+
+impl Lazy {
+    /// The value's length, known without reading it.
+    pub(super) fn len(&self) -> usize {
+        self.value.len()
+    }
+
+    /// The value, if already read and verified.
+    pub(super) fn cached(&self) -> Option<&Value> {
+        self.loaded.get()
+    }
+
+    /// The value, read and verified on the first call; a value that fails is never returned.
+    pub(super) fn load(&self) -> Got {
+        if let Some(v) = self.loaded.get() {
+            return Got::Good(v.clone());
+        }
+        let _one = self.reading.lock();
+        if let Some(v) = self.loaded.get() {
+            return Got::Good(v.clone());
+        }
+        if self.failed.load(Ordering::Acquire) {
+            return Got::Failed { first: false };
+        }
+        let rec = self.check.record.clone();
+        let mut buf = vec![0u8; rec.len()];
+        let mut h = crc32fast::Hasher::new();
+        let mut done = 0;
+        while done < buf.len() {
+            let n = (buf.len() - done).min(CHUNK);
+            let piece = &mut buf[done..done + n];
+            if let Err(e) = self.handle.read_exact_at((rec.start + done) as u64, piece) {
+                return Got::Io(e);
+            }
+            h.update(piece);
+            done += n;
+        }
+        if h.finalize() != self.check.crc {
+            self.failed.store(true, Ordering::Release);
+            return Got::Failed { first: true };
+        }
+        let owner: Backing = Arc::new(buf);
+        let range = self.value.start - rec.start..self.value.end - rec.start;
+        let v = Value::slice_of(&owner, range).expect("the value lies within its record");
+        let _ = self.loaded.set(v.clone());
+        Got::Good(v)
+    }
+}
+
+/// Builds the store's entries from the walk of a file read through `handle`.
+pub(super) struct Collect<'h> {
+    pub(super) handle: &'h Arc<dyn ReadHandle>,
+    pub(super) base: HashMap<Vec<u8>, Item>,
+}
+
+impl Sink for Collect<'_> {
+    fn push(
+        &mut self,
+        key: &[u8],
+        entry: DecodedEntry,
+        check: Option<EntryCheck>,
+        record: Option<(&[u8], usize)>,
+    ) -> bool {
+        let std::collections::hash_map::Entry::Vacant(slot) = self.base.entry(key.to_vec()) else {
+            return false;
+        };
+        let value = match (entry.value, check, record) {
+            (format::ValueRef::Owned(v), _, _) => Stored::Ready(Value::from_vec(v)),
+            (format::ValueRef::Slice(r), None, Some((rec, at))) => {
+                Stored::Ready(Value::copy_from(&rec[r.start - at..r.end - at]))
+            }
+            (format::ValueRef::Slice(value), Some(check), _) => Stored::Lazy(Arc::new(Lazy {
+                handle: Arc::clone(self.handle),
+                check,
+                value,
+                loaded: OnceLock::new(),
+                failed: AtomicBool::new(false),
+                reading: Mutex::new(()),
+            })),
+            (format::ValueRef::Slice(_), None, None) => {
+                unreachable!("verified entries come with their bytes")
+            }
+        };
+        slot.insert(Item {
+            value,
+            kind: entry.kind,
+        });
+        true
+    }
+}
