@@ -8,6 +8,7 @@
 mod checked;
 mod crc;
 mod lazy;
+mod salvage;
 mod stock;
 pub(crate) mod wire;
 
@@ -407,7 +408,7 @@ fn decode_within(bytes: &[u8], crc: Crc<'_>, budget: &mut Budget) -> Result<Deco
         });
     }
     if checked::looks_checked11(bytes) {
-        return Ok(checked::decode11(bytes, crc, budget));
+        return Ok(salvage::decode11(bytes, crc, budget));
     }
     let a = stock::parse_a(bytes, budget);
     // Pairs that end exactly at the end of the file are a stock file, whatever its last bytes are
@@ -434,7 +435,7 @@ fn decode_within(bytes: &[u8], crc: Crc<'_>, budget: &mut Budget) -> Result<Deco
     if a.as_ref().is_some_and(|a| a.count_fits) {
         return Ok(stock::finish_a(bytes, a.unwrap_or_else(|| unreachable!())));
     }
-    let salvaged = checked::decode11(bytes, crc, budget);
+    let salvaged = salvage::decode11(bytes, crc, budget);
     if !salvaged.entries.is_empty() {
         return Ok(salvaged);
     }
