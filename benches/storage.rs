@@ -8,7 +8,11 @@
 //! Internal: `--rss MODE FILE` opens FILE (`open`: `Store::open`, `read`: a bare read) and prints the
 //! peak resident set size before and after, so the parent measures it in a clean process.
 
-use mace_storage::format::{self, EntryIn, Format, ValueKind, WriteParams, PLATFORM_INFO_KEY};
+// The integration tests' helpers (building encoder entries); test-only like this benchmark.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use mace_storage::format::{self, Format, WriteParams, PLATFORM_INFO_KEY};
 use mace_storage::store::{Options, Store, Value, Verify};
 use std::collections::HashMap;
 use std::fs::File;
@@ -185,15 +189,7 @@ fn cache() -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 fn encode(format: Format, entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let ins: Vec<EntryIn> = entries
-        .iter()
-        .map(|(k, v)| EntryIn {
-            key: k,
-            value: v,
-            kind: ValueKind::Bytes,
-        })
-        .collect();
-    format::encode(format, &ins, WriteParams::next(0))
+    format::encode(format, &common::pairs_in(entries), WriteParams::next(0))
         .expect("encode")
         .out
         .to_vec()

@@ -8,11 +8,12 @@
 //!
 //! `MACE_STORAGE_CRASH_SCALE=N` multiplies the data (and so the states) for a larger run.
 
+mod common;
+
 use mace_storage::format::PLATFORM_INFO_KEY;
 use mace_storage::io::sim::{FailKind, Fate, SimFs, Unsynced, UnsyncedInfo};
 use mace_storage::store::{Options, Store, Value, Verify};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 const PATH: &str = "data/mace_cl_compiled_program.bin";
 /// Rounds per scenario (each with other sizes and keys), times the scale.
@@ -32,14 +33,7 @@ fn open(fs: &SimFs) -> Result<Store, mace_storage::store::Error> {
 }
 
 fn open_verified(fs: &SimFs, verify: Verify) -> Result<Store, mace_storage::store::Error> {
-    Store::open(
-        PATH,
-        Options {
-            fs: Arc::new(fs.clone()),
-            verify,
-            ..Options::default()
-        },
-    )
+    common::open_on(fs, PATH, verify)
 }
 
 /// What a recovery open finds, read three ways that must agree: a lazily verified open's `get` of
@@ -168,10 +162,8 @@ fn scenarios() -> Vec<Scenario> {
                 let s = Store::open(
                     PATH,
                     Options {
-                        fs: Arc::new(fs.clone()),
-                        verify: Verify::Lazy,
                         budget: Some(len + 1500),
-                        ..Options::default()
+                        ..common::options_on(fs, Verify::Lazy)
                     },
                 )
                 .unwrap();

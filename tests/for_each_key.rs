@@ -5,22 +5,13 @@ mod common;
 
 use mace_storage::ffi::*;
 use mace_storage::io::sim::SimFs;
-use mace_storage::store::{Options, Store, Value, Verify};
+use mace_storage::store::{Store, Value, Verify};
 use std::ffi::{c_void, CString};
-use std::sync::Arc;
 
 const PATH: &str = "data/cache.bin";
 
 fn open_sim(fs: &SimFs, verify: Verify) -> Store {
-    Store::open(
-        PATH,
-        Options {
-            fs: Arc::new(fs.clone()),
-            verify,
-            ..Options::default()
-        },
-    )
-    .unwrap()
+    common::open_on(fs, PATH, verify).unwrap()
 }
 
 fn k(name: &str) -> Vec<u8> {

@@ -48,15 +48,7 @@ fn lazy() -> Options {
 
 fn open_sim(fs: &SimFs, verify: Verify) -> Store {
     capture_log();
-    Store::open(
-        PATH,
-        Options {
-            fs: Arc::new(fs.clone()),
-            verify,
-            ..Options::default()
-        },
-    )
-    .unwrap()
+    common::open_on(fs, PATH, verify).unwrap()
 }
 
 /// A committed checked-1.1 file: platform info and `n` binaries in one rewrite, then (if `append`)
@@ -453,14 +445,7 @@ fn concurrent_first_gets_of_a_damaged_value_count_it_once() {
 fn other_formats_are_verified_at_open_under_lazy_too() {
     use mace_storage::format::{EntryIn, Format, ValueKind, WriteParams};
     let vals: Vec<(Vec<u8>, Vec<u8>)> = (0..6).map(|i| (key(i), value(i, 300))).collect();
-    let mut entries: Vec<EntryIn> = vals
-        .iter()
-        .map(|(k, v)| EntryIn {
-            key: k,
-            value: v,
-            kind: ValueKind::Bytes,
-        })
-        .collect();
+    let mut entries = common::pairs_in(&vals);
     entries.push(EntryIn {
         key: PLATFORM_INFO_KEY,
         value: b"platform",

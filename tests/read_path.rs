@@ -6,7 +6,7 @@
 
 mod common;
 
-use mace_storage::format::{self, EntryIn, Format, ValueKind, WriteParams};
+use mace_storage::format::{self, Format, WriteParams};
 use mace_storage::io::{buffer_len, posix::PosixFs, Fs, MAX_BUFFER};
 use mace_storage::store::{Options, Store};
 
@@ -41,15 +41,7 @@ fn entries(rng: &mut Rng) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 fn encode(f: Format, e: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let ins: Vec<EntryIn> = e
-        .iter()
-        .map(|(k, v)| EntryIn {
-            key: k,
-            value: v,
-            kind: ValueKind::Bytes,
-        })
-        .collect();
-    format::encode(f, &ins, WriteParams::next(0))
+    format::encode(f, &common::pairs_in(e), WriteParams::next(0))
         .unwrap()
         .out
         .to_vec()

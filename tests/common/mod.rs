@@ -1,8 +1,12 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests, the CLI's tests and the storage benchmark.
 #![allow(dead_code)]
 
+use mace_storage::format::{EntryIn, ValueKind};
+use mace_storage::io::Fs;
+use mace_storage::store::{Options, Store, Verify};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Key/value pairs in file order.
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -49,18 +53,50 @@ pub fn temp_path(name: &str, file: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 /// An owned (key, value, kind) entry, as the tests build them.
-pub type Owned = (Vec<u8>, Vec<u8>, mace_storage::format::ValueKind);
+pub type Owned = (Vec<u8>, Vec<u8>, ValueKind);
 
 /// `entries` as the encoder takes them, borrowing.
-pub fn entries_in(entries: &[Owned]) -> Vec<mace_storage::format::EntryIn<'_>> {
+pub fn entries_in(entries: &[Owned]) -> Vec<EntryIn<'_>> {
     entries
         .iter()
-        .map(|(k, v, kind)| mace_storage::format::EntryIn {
+        .map(|(k, v, kind)| EntryIn {
             key: k,
             value: v,
             kind: *kind,
         })
         .collect()
+}
+
+/// Key/value `pairs` as the encoder takes them, borrowing, every value as bytes.
+pub fn pairs_in(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<EntryIn<'_>> {
+    pairs
+        .iter()
+        .map(|(k, v)| EntryIn {
+            key: k,
+            value: v,
+            kind: ValueKind::Bytes,
+        })
+        .collect()
+}
+
+/// Default options for a store on `fs` (a handle the test keeps, such as a `SimFs`: clones share
+/// its files), verified as `verify` says. Generic over `Fs` so that these helpers also compile in
+/// crates that do not enable the `sim` feature (the CLI's tests include this file).
+pub fn options_on<F: Fs + Clone + 'static>(fs: &F, verify: Verify) -> Options {
+    Options {
+        fs: Arc::new(fs.clone()),
+        verify,
+        ..Options::default()
+    }
+}
+
+/// The store at `path` on `fs`, opened with [`options_on`].
+pub fn open_on<F: Fs + Clone + 'static>(
+    fs: &F,
+    path: &str,
+    verify: Verify,
+) -> Result<Store, mace_storage::store::Error> {
+    Store::open(path, options_on(fs, verify))
 }
 
 /// Lowercase hex.
