@@ -417,7 +417,9 @@ impl Guard {
         }
     }
 
-    /// Drops the marker's lock and handle as a killed process would, leaving the file (tests).
+    /// Drops the marker's lock and handle as a killed process would, leaving the file. Test
+    /// equipment: only in unit tests or with the `sim` feature, never in the shipped library.
+    #[cfg(any(test, feature = "sim"))]
     #[doc(hidden)]
     pub fn simulate_death(&self) {
         let mut s = self.state.lock();
