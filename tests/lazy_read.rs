@@ -519,3 +519,161 @@ fn a_lazy_open_reads_the_framing_not_the_values() {
     assert!(s.get(&key(5)).is_some());
     assert_eq!(fs.calls(), 0, "{:?}", fs.trace());
 }
+
+/// `Store::get_into` into a fresh buffer: the value, or `None` for a miss.
+fn get_into(s: &Store, key: &[u8]) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let found = s.get_into(key, |len| {
+        buf.resize(len, 0xa5);
+        Some(&mut buf[..])
+    });
+    found.then_some(buf)
+}
+
+/// A lazily read value read into the caller's buffer is verified there and not kept by the store:
+/// a byte flipped on disk after the first read is caught by the second, as by a get after it.
+#[test]
+fn get_into_reads_a_lazy_value_into_the_callers_buffer_and_keeps_no_copy() {
+    let (fs, want) = committed(4, true);
+    let s = open_sim(&fs, Verify::Lazy);
+    for (k, v) in &want {
+        assert_eq!(get_into(&s, k).as_ref(), Some(v), "{k:?}");
+    }
+    assert_eq!(s.stats().hits, want.len() as u64);
+    let victim = key(1);
+    let bytes = fs.read_file(PATH).unwrap();
+    let at = find(&bytes, &want[&victim]) + 7;
+    let mut h = fs.open_existing(std::path::Path::new(PATH)).unwrap();
+    h.write_at(at as u64, &[bytes[at] ^ 0x10]).unwrap();
+    assert_eq!(
+        get_into(&s, &victim),
+        None,
+        "a damaged value was reported found"
+    );
+    let st = s.stats();
+    assert_eq!((st.entries_failed_on_use, st.entries_dropped), (1, 1));
+    assert_eq!((st.hits, st.misses), (want.len() as u64, 1));
+    assert_eq!(s.get(&victim), None);
+    assert_eq!(s.len(), want.len() - 1);
+    // The others still read from the file, intact; a value a get cached is copied from memory.
+    let other = key(2);
+    assert_eq!(s.get(&other).as_deref(), Some(&want[&other][..]));
+    let at = find(&bytes, &want[&other]) + 3;
+    h.write_at(at as u64, &[bytes[at] ^ 0x01]).unwrap();
+    assert_eq!(get_into(&s, &other).as_ref(), Some(&want[&other]));
+}
+
+/// A value damaged before the first get_into is never reported found: dropped, counted and
+/// logged once, as by a get.
+#[test]
+fn get_into_of_a_damaged_lazy_value_misses_and_drops_it() {
+    let (fs, want) = committed(5, false);
+    let mut bytes = fs.read_file(PATH).unwrap();
+    let victim = key(3);
+    let at = find(&bytes, &want[&victim]) + 5;
+    bytes[at] ^= 0x40;
+    fs.write_file(PATH, &bytes);
+    let s = open_sim(&fs, Verify::Lazy);
+    assert!(s.report().damage.intact);
+    let logged = FAILED_LOGGED.load(Ordering::Relaxed);
+    assert_eq!(
+        get_into(&s, &victim),
+        None,
+        "a damaged value was reported found"
+    );
+    assert_eq!(get_into(&s, &victim), None);
+    let st = s.stats();
+    assert_eq!((st.entries_failed_on_use, st.entries_dropped), (1, 1));
+    assert_eq!((st.hits, st.misses), (0, 2));
+    assert!(FAILED_LOGGED.load(Ordering::Relaxed) > logged);
+    assert_eq!(s.len(), want.len() - 1);
+    let mut rest = want.clone();
+    rest.remove(&victim);
+    assert_eq!(contents(&s), rest);
+}
+
+/// Values in memory (read at an eager open, or put and not flushed) are copied; an absent key
+/// asks for no buffer; a caller that gives up, or returns a buffer of another length, misses.
+#[test]
+fn get_into_copies_values_in_memory_and_misses_what_it_cannot_fill() {
+    let (fs, want) = committed(3, false);
+    let s = open_sim(&fs, Verify::Eager);
+    for (k, v) in &want {
+        assert_eq!(get_into(&s, k).as_ref(), Some(v));
+    }
+    s.put(b"pending", Value::copy_from(b"not flushed")).unwrap();
+    assert_eq!(
+        get_into(&s, b"pending").as_deref(),
+        Some(&b"not flushed"[..])
+    );
+    let lazy = open_sim(&fs, Verify::Lazy);
+    lazy.put(&key(0), Value::copy_from(b"over")).unwrap();
+    assert_eq!(get_into(&lazy, &key(0)).as_deref(), Some(&b"over"[..]));
+    let mut asked = false;
+    assert!(!s.get_into(b"absent", |_| {
+        asked = true;
+        None
+    }));
+    assert!(!asked, "a buffer was asked for an absent key");
+    assert!(!lazy.get_into(&key(1), |len| {
+        assert_eq!(len, want[&key(1)].len());
+        None
+    }));
+    let mut short = vec![7u8; want[&key(2)].len() - 1];
+    assert!(!lazy.get_into(&key(2), |_| Some(&mut short[..])));
+    assert!(
+        short.iter().all(|&b| b == 7),
+        "a buffer of the wrong length was written"
+    );
+    let st = s.stats();
+    assert_eq!((st.hits, st.misses), (want.len() as u64 + 1, 1));
+    let st = lazy.stats();
+    assert_eq!((st.hits, st.misses, st.entries_failed_on_use), (1, 2, 0));
+    // Giving up leaves the entry for the next use.
+    assert_eq!(get_into(&lazy, &key(1)).as_ref(), Some(&want[&key(1)]));
+}
+
+/// An I/O error reading into the caller's buffer is a miss for that call only.
+#[test]
+fn get_into_after_an_io_error_misses_and_keeps_the_entry() {
+    use mace_storage::io::sim::FailKind;
+    let (fs, want) = committed(3, false);
+    let s = open_sim(&fs, Verify::Lazy);
+    let k = key(1);
+    for n in 1..=3 {
+        fs.reset_calls();
+        fs.fail_at(n, FailKind::Once(libc::EIO));
+        assert_eq!(get_into(&s, &k), None, "read {n}");
+        assert!(
+            fs.trace()[n as usize - 1].contains("read_at"),
+            "{:?}",
+            fs.trace()
+        );
+    }
+    fs.clear_faults();
+    let st = s.stats();
+    assert_eq!((st.entries_failed_on_use, st.entries_dropped), (0, 0));
+    assert_eq!(get_into(&s, &k).as_ref(), Some(&want[&k]));
+}
+
+/// Every single-bit flip of a file: get_into reports found exactly what an eager open keeps, with
+/// its bytes (the flips before, in and after each value, all covered by its checksum).
+#[test]
+fn every_byte_flip_reads_the_same_by_get_into_as_eagerly() {
+    let (fs0, want) = committed(3, true);
+    let bytes = fs0.read_file(PATH).unwrap();
+    let keys: Vec<Vec<u8>> = want.keys().cloned().collect();
+    for at in 0..bytes.len() {
+        let mut b = bytes.clone();
+        b[at] ^= 0x08;
+        let fs = SimFs::new();
+        fs.write_file(PATH, &b);
+        let eagerly = contents(&open_sim(&fs.snapshot(), Verify::Eager));
+        let lazy = open_sim(&fs, Verify::Lazy);
+        let by_get_into: Map = keys
+            .iter()
+            .filter_map(|k| get_into(&lazy, k).map(|v| (k.clone(), v)))
+            .collect();
+        assert_eq!(by_get_into, eagerly, "flip at {at}");
+    }
+}

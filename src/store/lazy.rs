@@ -103,10 +103,11 @@ pub(super) struct Lazy {
     reading: Mutex<()>,
 }
 
-/// What loading a lazily read value found.
-pub(super) enum Got {
+/// What loading a lazily read value found (`T`: the value, or `()` when it went to the caller's
+/// buffer).
+pub(super) enum Got<T = Value> {
     /// The value, verified.
-    Good(Value),
+    Good(T),
     /// It failed its checksum; `first`: this call found it (exactly one does).
     Failed { first: bool },
     /// It could not be read (nothing is handed out; a later use tries again).
@@ -158,6 +159,56 @@ impl Lazy {
         let v = Value::slice_of(&owner, range).expect("the value lies within its record");
         let _ = self.loaded.set(v.clone());
         Got::Good(v)
+    }
+
+    /// [`Lazy::load`] into `out` (exactly [`Lazy::len`] bytes) instead of a buffer of its own: a
+    /// value read and verified already is copied; otherwise it is read from the file into `out`
+    /// and verified there, and not kept (the next use reads it again). Unless `Good`, `out` holds
+    /// garbage.
+    pub(super) fn load_into(&self, out: &mut [u8]) -> Got<()> {
+        debug_assert_eq!(out.len(), self.len());
+        if let Some(v) = self.loaded.get() {
+            out.copy_from_slice(v);
+            return Got::Good(());
+        }
+        let _one = self.reading.lock();
+        if let Some(v) = self.loaded.get() {
+            out.copy_from_slice(v);
+            return Got::Good(());
+        }
+        if self.failed.load(Ordering::Acquire) {
+            return Got::Failed { first: false };
+        }
+        // The checksum covers the record's bytes before the value, the value, and those after it:
+        // the small parts go to buffers of their own, one hasher runs over the three in order.
+        let rec = &self.check.record;
+        let mut before = vec![0u8; self.value.start - rec.start];
+        let mut after = vec![0u8; rec.end - self.value.end];
+        let mut h = crc32fast::Hasher::new();
+        if let Err(e) = self.handle.read_exact_at(rec.start as u64, &mut before) {
+            return Got::Io(e);
+        }
+        h.update(&before);
+        let mut done = 0;
+        while done < out.len() {
+            let n = (out.len() - done).min(CHUNK);
+            let piece = &mut out[done..done + n];
+            let at = self.value.start + done;
+            if let Err(e) = self.handle.read_exact_at(at as u64, piece) {
+                return Got::Io(e);
+            }
+            h.update(piece);
+            done += n;
+        }
+        if let Err(e) = self.handle.read_exact_at(self.value.end as u64, &mut after) {
+            return Got::Io(e);
+        }
+        h.update(&after);
+        if h.finalize() != self.check.crc {
+            self.failed.store(true, Ordering::Release);
+            return Got::Failed { first: true };
+        }
+        Got::Good(())
     }
 }
 

@@ -567,6 +567,57 @@ impl Store {
         }
     }
 
+    /// Writes the value of `key` into the buffer `alloc` returns for its length (`None`: the
+    /// caller gives up, a miss), without the store keeping a copy; `true` when the buffer holds it.
+    /// A value in memory is copied; one not read yet ([`Verify::Lazy`]) is read from the file
+    /// straight into the buffer and verified there, and not cached: each call reads it again.
+    /// Otherwise as [`Store::get`]: one that fails its checksum is `false` (the buffer then holds
+    /// garbage), dropped, counted and logged; an I/O error is a miss for this call only. A buffer
+    /// of another length than asked for is a miss, left untouched.
+    pub fn get_into<'b>(
+        &self,
+        key: &[u8],
+        alloc: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+    ) -> bool {
+        let found = self.fetch_into(key, alloc);
+        let counter = if found {
+            self.note_use(key);
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// [`Store::get_into`] without counting it as a use or in the stats.
+    fn fetch_into<'b>(
+        &self,
+        key: &[u8],
+        alloc: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+    ) -> bool {
+        let (ready, unread, len) = {
+            let s = self.state.read();
+            match s.lookup(key) {
+                Some(i) => (i.ready().cloned(), i.unread().cloned(), i.len()),
+                None => return false,
+            }
+        };
+        let Some(out) = alloc(len).filter(|b| b.len() == len) else {
+            return false;
+        };
+        match (ready, unread) {
+            (Some(v), _) => {
+                out.copy_from_slice(&v);
+                true
+            }
+            (None, Some(l)) => self
+                .read_value_by(key, &l, |l| l.load_into(out))
+                .is_ok_and(|v| v.is_some()),
+            (None, None) => false,
+        }
+    }
+
     /// Sets `key` to `value` (not durable until [`Store::flush`]).
     pub fn put(&self, key: &[u8], value: Value) -> Result<(), Error> {
         self.put_kind(key, value, ValueKind::Bytes)
@@ -618,7 +669,17 @@ impl Store {
     /// from the committed state (if it is still there), counts and logs it, and makes the next
     /// flush rewrite the file. `Ok(None)`: it failed; an I/O error leaves the entry as it is.
     fn read_value(&self, key: &[u8], l: &Arc<Lazy>) -> Result<Option<Value>, Error> {
-        let first = match l.load() {
+        self.read_value_by(key, l, Lazy::load)
+    }
+
+    /// [`Store::read_value`] with the read `load` makes (into the store's buffer, or the caller's).
+    fn read_value_by<T>(
+        &self,
+        key: &[u8],
+        l: &Arc<Lazy>,
+        load: impl FnOnce(&Lazy) -> Got<T>,
+    ) -> Result<Option<T>, Error> {
+        let first = match load(l) {
             Got::Good(v) => return Ok(Some(v)),
             Got::Failed { first } => first,
             Got::Io(e) => {
