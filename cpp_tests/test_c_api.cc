@@ -224,6 +224,89 @@ TEST(CApi, GetPutRemoveClearFlushRoundTrip) {
   mace_storage_close(s);
 }
 
+// A buffer for mace_storage_get_into: the vector given as ctx, one byte longer than the value
+// (so that an empty one shows no buffer was asked for), holding it from its second byte.
+uint8_t *ResizeInto(void *ctx, size_t len) {
+  std::vector<uint8_t> *out = static_cast<std::vector<uint8_t> *>(ctx);
+  out->assign(len + 1, 0xA5);
+  return &(*out)[1];
+}
+// Counts its calls in the int ctx points to, and gives up.
+uint8_t *GiveUp(void *ctx, size_t) {
+  ++*static_cast<int *>(ctx);
+  return nullptr;
+}
+
+// The value of key got into a buffer of the caller's, or "<status N>"; "<no buffer asked>" when
+// the value was found with no buffer asked for.
+std::string GetInto(const MaceStorage *s, const std::string &key) {
+  std::vector<uint8_t> buf;
+  MaceStorageStatus st = mace_storage_get_into(s, U(key.data()), key.size(), ResizeInto, &buf);
+  if (st != MACE_STORAGE_OK) return "<status " + std::to_string(st) + ">";
+  if (buf.empty()) return "<no buffer asked>";
+  return std::string(buf.begin() + 1, buf.end());
+}
+
+TEST(CApi, GetIntoFillsTheCallersBufferAndVerifiesLazyValuesThere) {
+  test::TempDir dir;
+  const std::string path = dir.Path("cache.bin");
+  const std::string big(5000, 'q');
+  MaceStorage *s = OpenOk(path);
+  EXPECT_EQ(MACE_STORAGE_OK, Put(s, kPlatformKey, "Portable CL, FULL_PROFILE, OpenCL 3.0"));
+  EXPECT_EQ(MACE_STORAGE_OK, Put(s, "good", "intact value"));
+  EXPECT_EQ(MACE_STORAGE_OK, Put(s, "bad", big));
+  EXPECT_EQ(MACE_STORAGE_OK, Put(s, "empty", ""));
+  EXPECT_EQ("intact value", GetInto(s, "good"));  // pending: copied
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage_flush(s));
+  mace_storage_close(s);
+  // Damage the big value on disk: a lazy open only finds it when the value is read.
+  Bytes file = test::ReadFile(path);
+  std::string text(file.begin(), file.end());
+  size_t at = text.find(big);
+  ASSERT_NE(std::string::npos, at);
+  file[at + 100] ^= 0x20;
+  ASSERT_TRUE(test::WriteFile(path, file));
+
+  MaceStorageOptions options = MaceStorageOptions();
+  options.verify = MACE_STORAGE_VERIFY_LAZY;
+  s = OpenOk(path, &options);
+  EXPECT_EQ(1, ReportOf(s).intact);
+  EXPECT_EQ("intact value", GetInto(s, "good"));
+  EXPECT_EQ("", GetInto(s, "empty"));
+  EXPECT_EQ("<status 1>", GetInto(s, "bad"));
+  EXPECT_EQ("<status 1>", GetInto(s, "absent"));
+  MaceStorageStats st = StatsOf(s);
+  EXPECT_EQ(1u, st.entries_dropped);
+  EXPECT_EQ(2u, st.hits);
+  EXPECT_EQ(2u, st.misses);
+  EXPECT_EQ("<status 1>", Get(s, "bad"));
+  int gave_up = 0;
+  EXPECT_EQ(MACE_STORAGE_NOT_FOUND, mace_storage_get_into(s, U("good"), 4, GiveUp, &gave_up));
+  EXPECT_EQ(1, gave_up);
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT,
+            mace_storage_get_into(s, U("good"), 4, nullptr, nullptr));
+  EXPECT_NE(nullptr, strstr(mace_storage_last_error(s), "alloc is NULL"));
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT,
+            mace_storage_get_into(s, nullptr, 4, ResizeInto, nullptr));
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT,
+            mace_storage_get_into(nullptr, U("good"), 4, ResizeInto, nullptr));
+
+  // Not cached by the store: the file changed under it is read again by the next call.
+  file = test::ReadFile(path);
+  text.assign(file.begin(), file.end());
+  at = text.find("intact value");
+  ASSERT_NE(std::string::npos, at);
+  file[at] ^= 0x01;
+  FILE *f = fopen(path.c_str(), "r+b");
+  ASSERT_NE(nullptr, f);
+  ASSERT_EQ(0, fseek(f, static_cast<long>(at), SEEK_SET));
+  ASSERT_EQ(1u, fwrite(&file[at], 1, 1, f));
+  ASSERT_EQ(0, fclose(f));
+  EXPECT_EQ("<status 1>", GetInto(s, "good"));
+  EXPECT_EQ(2u, StatsOf(s).entries_dropped);
+  mace_storage_close(s);
+}
+
 TEST(CApi, CloseDiscardsUnflushedChanges) {
   test::TempDir dir;
   MaceStorage *s = OpenOk(dir.Path("cache.bin"));

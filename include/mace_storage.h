@@ -323,6 +323,12 @@ typedef struct MaceStorageOptions {
 } MaceStorageOptions;
 
 /*
+ A buffer for `mace_storage_get_into`: `len` writable bytes, or NULL to give up (with `len` 0,
+ the result is not used: NULL is not giving up).
+ */
+typedef uint8_t *(*MaceStorageAllocFn)(void *ctx, size_t len);
+
+/*
  Counters of a store.
  */
 typedef struct MaceStorageStats {
@@ -648,6 +654,25 @@ enum MaceStorageStatus mace_storage_get(const struct MaceStorage *s,
                                         const uint8_t *key,
                                         size_t key_len,
                                         struct MaceStorageValue **out);
+
+/*
+ Writes the value of `key` into a buffer the caller provides, without a copy kept by the store:
+ when `key` is present, `alloc(ctx, len)` is called once with the value's length and returns the
+ buffer, which the caller owns throughout. A value not read yet (lazily opened store) is read
+ from the file straight into it and checksummed there (each call reads it again); one in memory
+ is copied. `MACE_STORAGE_OK`: the buffer holds the value. `MACE_STORAGE_NOT_FOUND`: absent
+ (`alloc` not called), `alloc` gave up, the value failed its checksum (then dropped from the
+ store, as by `mace_storage_get`, and the buffer holds garbage), or it could not be read.
+
+ # Safety
+ `s` is NULL or an open handle; `key` points to `key_len` bytes; a non-NULL result of `alloc`
+ points to `len` bytes writable until this call returns, overlapping no argument.
+ */
+enum MaceStorageStatus mace_storage_get_into(const struct MaceStorage *s,
+                                             const uint8_t *key,
+                                             size_t key_len,
+                                             MaceStorageAllocFn alloc,
+                                             void *ctx);
 
 /*
  The bytes of a value (valid until it is freed) and, if `len` is not NULL, their length.

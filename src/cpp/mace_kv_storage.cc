@@ -7,13 +7,14 @@
 // the drop-in needs beyond them lives in side tables. The store of a path stays open while some
 // FileStorage that used it may still exist: one per path in the process, shared by every
 // FileStorage on that path (registry by path). Load opens it (or finds it open) and indexes its
-// keys; Find copies a value into data_ (the map Find hands out pointers into) the first time MACE
-// asks for it, so a start costs what the programs MACE uses cost, not the whole cache; Flush puts
-// what this storage changed into that store and commits it, without opening or reading the file
-// again (the store's flush merges, under the cache's lock, what another process committed
-// meanwhile). The store is closed when the last storage that used it is gone: destroyed through
-// the factory's deleter, or replaced by a new FileStorage at its address (MACE's inline destructor
-// cannot be seen, so a FileStorage that MACE deletes itself keeps the store open until then).
+// keys; Find reads a value into data_ (the map Find hands out pointers into) the first time MACE
+// asks for it, verified there and held nowhere else, so a start costs what the programs MACE uses
+// cost, not the whole cache; Flush puts what this storage changed into that store and commits it,
+// without opening or reading the file again (the store's flush merges, under the cache's lock, what
+// another process committed meanwhile). The store is closed when the last storage that used it is
+// gone: destroyed through the factory's deleter, or replaced by a new FileStorage at its address
+// (MACE's inline destructor cannot be seen, so a FileStorage that MACE deletes itself keeps the
+// store open until then).
 //
 // A second FileStorage on a path whose store is open sees that store: the file as it was first
 // loaded in this process, with what this process's storages flushed since and what other
@@ -256,6 +257,23 @@ bool GetFromStore(OpenStore *store, const std::string &key, mace_storage::Value 
   return store->storage.Get(key, out) == MACE_STORAGE_OK;
 }
 
+// A buffer for mace_storage_get_into: the vector ctx points to, resized to the value's length.
+uint8_t *ResizeVector(void *ctx, size_t len) {
+  std::vector<unsigned char> *out = static_cast<std::vector<unsigned char> *>(ctx);
+  out->resize(len);
+  return out->data();
+}
+
+// Reads the value of key in the store straight into *out, verified there, without the store
+// keeping a copy; false when it has none (removed since, or failed its checksum when read: *out
+// then holds garbage).
+bool GetIntoFromStore(OpenStore *store, const std::string &key, std::vector<unsigned char> *out) {
+  std::lock_guard<std::mutex> lock(store->mutex);
+  const uint8_t *k = reinterpret_cast<const uint8_t *>(key.data());
+  return mace_storage_get_into(store->storage.handle(), k, key.size(), ResizeVector, out) ==
+         MACE_STORAGE_OK;
+}
+
 // Applies this storage's changes to s: after a Clear, s holds exactly data; otherwise the changed
 // keys are put (putting an unchanged value is no change, so such a flush stays a cheap append)
 // and everything else in the file, whoever committed it, stays.
@@ -413,11 +431,15 @@ const std::vector<unsigned char> *FileStorage::Find(const std::string &key) {
     if (it != data_.end()) {
       found = &it->second;
     } else if (side->store != nullptr && side->uncopied.erase(key) != 0) {
-      // First use: copied once, into a node of its own (std::map insertion moves no other
-      // element, so the pointers MACE holds stay valid).
-      mace_storage::Value stored;
-      if (GetFromStore(side->store, key, &stored)) {
-        found = &data_.insert(std::make_pair(key, stored.ToVector())).first->second;
+      // First use: read from the file straight into a node of its own, verified there (std::map
+      // insertion moves no other element, so the pointers MACE holds stay valid); the store keeps
+      // no copy. A value that is gone or fails its checksum takes its node with it.
+      Entries::iterator node =
+          data_.insert(std::make_pair(key, std::vector<unsigned char>())).first;
+      if (GetIntoFromStore(side->store, key, &node->second)) {
+        found = &node->second;
+      } else {
+        data_.erase(node);
       }
     }
   }

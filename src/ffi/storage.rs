@@ -434,6 +434,61 @@ pub unsafe extern "C" fn mace_storage_get(
     })
 }
 
+/// A buffer for `mace_storage_get_into`: `len` writable bytes, or NULL to give up (with `len` 0,
+/// the result is not used: NULL is not giving up).
+pub type MaceStorageAllocFn = Option<unsafe extern "C" fn(ctx: *mut c_void, len: usize) -> *mut u8>;
+
+/// Writes the value of `key` into a buffer the caller provides, without a copy kept by the store:
+/// when `key` is present, `alloc(ctx, len)` is called once with the value's length and returns the
+/// buffer, which the caller owns throughout. A value not read yet (lazily opened store) is read
+/// from the file straight into it and checksummed there (each call reads it again); one in memory
+/// is copied. `MACE_STORAGE_OK`: the buffer holds the value. `MACE_STORAGE_NOT_FOUND`: absent
+/// (`alloc` not called), `alloc` gave up, the value failed its checksum (then dropped from the
+/// store, as by `mace_storage_get`, and the buffer holds garbage), or it could not be read.
+///
+/// # Safety
+/// `s` is NULL or an open handle; `key` points to `key_len` bytes; a non-NULL result of `alloc`
+/// points to `len` bytes writable until this call returns, overlapping no argument.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_get_into(
+    s: *const MaceStorage,
+    key: *const u8,
+    key_len: usize,
+    alloc: MaceStorageAllocFn,
+    ctx: *mut c_void,
+) -> MaceStorageStatus {
+    with_store(s, |st, h| {
+        let Some(alloc) = alloc else {
+            return invalid(h, "alloc is NULL");
+        };
+        if let Some(why) = bad_bytes("key", key, key_len) {
+            return invalid(h, &why);
+        }
+        // SAFETY: `key` points to `key_len` bytes per the contract.
+        let Some(k) = (unsafe { bytes(key, key_len) }) else {
+            return invalid(h, "key is NULL with a non-zero length");
+        };
+        let found = st.store.get_into(k, |len| {
+            // SAFETY: the caller's callback, called as its contract says.
+            let p = unsafe { alloc(ctx, len) };
+            if len == 0 {
+                return Some(&mut []);
+            }
+            if p.is_null() {
+                return None;
+            }
+            // SAFETY: non-NULL, `len` writable bytes for the rest of this call, aliasing nothing
+            // else, per the contract.
+            Some(unsafe { std::slice::from_raw_parts_mut(p, len) })
+        });
+        if found {
+            MACE_STORAGE_OK
+        } else {
+            MACE_STORAGE_NOT_FOUND
+        }
+    })
+}
+
 /// The bytes of a value (valid until it is freed) and, if `len` is not NULL, their length.
 /// NULL `v` gives NULL and length 0.
 ///
