@@ -1005,6 +1005,47 @@ TEST(DropInLazy, ConcurrentFindsCopyEachValueOnce) {
   EXPECT_EQ(static_cast<uint64_t>(kPrograms), DropInStats(path).hits);
 }
 
+#ifndef MACE_STORAGE_MACE_1_0
+// Flips one byte of the file at path, inside the value given (found once in it), in place.
+void FlipInsideValue(const std::string &path, const Bytes &value) {
+  const Bytes file = test::ReadFile(path);
+  Bytes::const_iterator at = std::search(file.begin(), file.end(), value.begin(), value.end());
+  ASSERT_NE(file.end(), at);
+  ASSERT_EQ(file.end(), std::search(at + 1, file.end(), value.begin(), value.end()));
+  const long offset = static_cast<long>(at - file.begin()) + 10;
+  const unsigned char flipped = static_cast<unsigned char>(file[offset] ^ 0x08);
+  FILE *f = fopen(path.c_str(), "r+b");
+  ASSERT_NE(nullptr, f);
+  ASSERT_EQ(0, fseek(f, offset, SEEK_SET));
+  ASSERT_EQ(1u, fwrite(&flipped, 1, 1, f));
+  ASSERT_EQ(0, fclose(f));
+}
+
+// Find reads a value into MACE's map and verifies it there, the store keeping no copy: another
+// storage on the path reads the file again (a value damaged since is then found, never returned),
+// and a value that fails its checksum leaves no entry in the map.
+TEST(DropInLazy, FindReadsIntoTheMapAndTheStoreKeepsNoCopy) {
+  test::TempDir dir;
+  const std::string path = dir.Path(kCacheName);
+  Entries written = WriteManyPrograms(path, 3);  // more: a value may hold another's bytes
+  FlipInsideValue(path, written[ProgramKey(2)]);
+  std::shared_ptr<mace::KVStorage> a = CacheIn(dir), b = CacheIn(dir);
+  ASSERT_EQ(0, a->Load());
+  ASSERT_EQ(0, b->Load());
+  EXPECT_EQ(nullptr, a->Find(ProgramKey(2)));
+  EXPECT_EQ(nullptr, a->Find(ProgramKey(2)));
+  EXPECT_EQ(1u, DropInStats(path).entries_dropped);
+  const std::vector<unsigned char> *one = a->Find(ProgramKey(1));
+  ASSERT_NE(nullptr, one);
+  EXPECT_EQ(written[ProgramKey(1)], *one);
+  FlipInsideValue(path, written[ProgramKey(1)]);
+  EXPECT_EQ(nullptr, b->Find(ProgramKey(1))) << "a value damaged on disk was returned";
+  EXPECT_EQ(2u, DropInStats(path).entries_dropped);
+  EXPECT_EQ(written[ProgramKey(1)], *a->Find(ProgramKey(1)));  // a's copy, verified when read
+  EXPECT_EQ(one, a->Find(ProgramKey(1)));
+}
+#endif
+
 }  // namespace
 
 // MACE_STORAGE_BUDGET_MIB bounds the file: the flush that would outgrow it evicts the least
