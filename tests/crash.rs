@@ -96,6 +96,12 @@ fn fill(s: &Store, tag: u8, range: std::ops::Range<usize>) {
     }
 }
 
+/// Keeps the store's reports of what it handled (thousands of evictions and failed first reads
+/// here, each one expected) out of the test output; what these tests check is the state on disk.
+fn quiet_logs() {
+    mace_storage::log::set_sink(None, mace_storage::log::Level::MACE_STORAGE_LOG_ERROR);
+}
+
 /// A committed starting state on a fresh filesystem.
 fn base(setup: impl Fn(&Store)) -> (SimFs, Map) {
     let fs = SimFs::new();
@@ -152,12 +158,7 @@ fn scenarios() -> Vec<Scenario> {
             setup: |s, r| fill(s, 1, 0..8 + r % 4),
             change: |fs, r| {
                 // A budget the new programs overflow: the flush evicts the oldest ones and folds
-                // the use records into one, in one rewrite. Its report of the evictions (a line
-                // per flush, thousands here) is information, not what these tests look at.
-                mace_storage::log::set_sink(
-                    None,
-                    mace_storage::log::Level::MACE_STORAGE_LOG_WARNING,
-                );
+                // the use records into one, in one rewrite.
                 let len = fs.read_file(PATH).map_or(0, |b| b.len() as u64);
                 let s = Store::open(
                     PATH,
@@ -269,6 +270,7 @@ fn reference_run(fs0: &SimFs, sc: &Scenario, r: usize) -> (Map, Map, u64) {
 
 #[test]
 fn every_crash_state_of_every_flush_is_old_or_new() {
+    quiet_logs();
     let mut tally = Tally::default();
     let all = scenarios();
     for (sc, r) in all
@@ -338,6 +340,7 @@ fn every_crash_state_of_every_flush_is_old_or_new() {
 
 #[test]
 fn every_failing_call_of_open_flush_and_compaction_is_a_clean_error() {
+    quiet_logs();
     let errnos = [libc::EIO, libc::ENOSPC, libc::EINTR];
     let mut injections = 0u64;
     for sc in scenarios() {
@@ -459,6 +462,7 @@ fn every_failing_call_of_open_flush_and_compaction_is_a_clean_error() {
 /// and nothing else behind, and succeeds once there is room; one that succeeds committed it all.
 #[test]
 fn a_full_disk_at_every_point_of_every_flush_leaves_the_file_byte_identical() {
+    quiet_logs();
     let (mut failed, mut succeeded) = (0u64, 0u64);
     for sc in scenarios() {
         for r in 0..3 {
