@@ -117,6 +117,14 @@ fn find(hay: &[u8], needle: &[u8]) -> usize {
     at
 }
 
+/// Flips the bits `mask` of byte `offset` of the stored `value` (found once in the file), on disk.
+fn damage_value(fs: &SimFs, value: &[u8], offset: usize, mask: u8) {
+    let mut bytes = fs.read_file(PATH).unwrap();
+    let at = find(&bytes, value) + offset;
+    bytes[at] ^= mask;
+    fs.write_file(PATH, &bytes);
+}
+
 #[test]
 fn an_intact_file_opens_with_its_values_unverified_and_each_verifies_on_get() {
     let (fs, want) = committed(6, true);
@@ -146,11 +154,8 @@ fn an_intact_file_opens_with_its_values_unverified_and_each_verifies_on_get() {
 #[test]
 fn a_value_damaged_before_open_is_never_returned_and_the_next_flush_rewrites_without_it() {
     let (fs, want) = committed(6, false);
-    let mut bytes = fs.read_file(PATH).unwrap();
     let victim = key(3);
-    let at = find(&bytes, &want[&victim]) + 5;
-    bytes[at] ^= 0x40;
-    fs.write_file(PATH, &bytes);
+    damage_value(&fs, &want[&victim], 5, 0x40);
 
     let s = open_sim(&fs, Verify::Lazy);
     // Not known at open: the framing is intact, only the value's own checksum can tell.
@@ -185,11 +190,8 @@ fn a_value_damaged_before_open_is_never_returned_and_the_next_flush_rewrites_wit
 #[test]
 fn an_append_reads_no_old_value_and_damage_is_found_at_its_own_use() {
     let (fs, want) = committed(5, false);
-    let mut bytes = fs.read_file(PATH).unwrap();
     let victim = key(1);
-    let at = find(&bytes, &want[&victim]);
-    bytes[at] ^= 1;
-    fs.write_file(PATH, &bytes);
+    damage_value(&fs, &want[&victim], 0, 1);
     let s = open_sim(&fs, Verify::Lazy);
     s.put(b"k", Value::copy_from(b"v")).unwrap();
     fs.reset_calls();
@@ -224,11 +226,8 @@ fn an_append_reads_no_old_value_and_damage_is_found_at_its_own_use() {
 #[test]
 fn a_rewrite_reads_every_value_it_keeps_and_leaves_out_the_damaged() {
     let (fs, want) = committed(5, false);
-    let mut bytes = fs.read_file(PATH).unwrap();
     let victim = key(2);
-    let at = find(&bytes, &want[&victim]) + 7;
-    bytes[at] ^= 0x10;
-    fs.write_file(PATH, &bytes);
+    damage_value(&fs, &want[&victim], 7, 0x10);
     let s = open_sim(&fs, Verify::Lazy);
     // Removing a key forces a rewrite.
     assert!(s.remove(&key(0)).unwrap());
@@ -418,11 +417,8 @@ fn values_read_after_the_file_was_replaced_come_from_the_file_opened() {
 #[test]
 fn concurrent_first_gets_of_a_damaged_value_count_it_once() {
     let (fs, want) = committed(3, false);
-    let mut bytes = fs.read_file(PATH).unwrap();
     let victim = key(2);
-    let at = find(&bytes, &want[&victim]) + 3;
-    bytes[at] ^= 4;
-    fs.write_file(PATH, &bytes);
+    damage_value(&fs, &want[&victim], 3, 4);
     for _ in 0..20 {
         let s = Arc::new(open_sim(&fs.snapshot(), Verify::Lazy));
         let threads: Vec<_> = (0..4)
@@ -568,11 +564,8 @@ fn get_into_reads_a_lazy_value_into_the_callers_buffer_and_keeps_no_copy() {
 #[test]
 fn get_into_of_a_damaged_lazy_value_misses_and_drops_it() {
     let (fs, want) = committed(5, false);
-    let mut bytes = fs.read_file(PATH).unwrap();
     let victim = key(3);
-    let at = find(&bytes, &want[&victim]) + 5;
-    bytes[at] ^= 0x40;
-    fs.write_file(PATH, &bytes);
+    damage_value(&fs, &want[&victim], 5, 0x40);
     let s = open_sim(&fs, Verify::Lazy);
     assert!(s.report().damage.intact);
     let logged = FAILED_LOGGED.load(Ordering::Relaxed);
