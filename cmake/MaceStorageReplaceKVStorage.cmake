@@ -51,28 +51,26 @@ function(mace_storage_replace_kv_storage target)
   if(arg_STRICT_FLUSH)
     set_property(TARGET ${target} APPEND PROPERTY COMPILE_DEFINITIONS MACE_STORAGE_STRICT_FLUSH)
   endif()
-  if(DEFINED arg_GUARD_WINDOW_MS)
-    if(NOT arg_GUARD_WINDOW_MS MATCHES "^[1-9][0-9]*$")
-      message(FATAL_ERROR "mace_storage_replace_kv_storage: GUARD_WINDOW_MS must be a positive "
-                          "number of milliseconds, not '${arg_GUARD_WINDOW_MS}'")
-    endif()
-    if(CMAKE_VERSION VERSION_LESS 3.18)
-      message(FATAL_ERROR "mace_storage_replace_kv_storage: GUARD_WINDOW_MS needs CMake 3.18")
-    endif()
-    # A source property of the target's directory: only the drop-in recompiles when it changes.
-    set_property(SOURCE "${dropin}" TARGET_DIRECTORY ${target} APPEND PROPERTY
-                 COMPILE_DEFINITIONS "MACE_STORAGE_GUARD_WINDOW_MS=${arg_GUARD_WINDOW_MS}")
-  endif()
-  if(DEFINED arg_BUDGET_MIB)
-    if(NOT arg_BUDGET_MIB MATCHES "^[0-9]+$")
-      message(FATAL_ERROR "mace_storage_replace_kv_storage: BUDGET_MIB must be a number of MiB, "
-                          "not '${arg_BUDGET_MIB}'")
-    endif()
-    if(CMAKE_VERSION VERSION_LESS 3.18)
-      message(FATAL_ERROR "mace_storage_replace_kv_storage: BUDGET_MIB needs CMake 3.18")
-    endif()
-    set_property(SOURCE "${dropin}" TARGET_DIRECTORY ${target} APPEND PROPERTY
-                 COMPILE_DEFINITIONS "MACE_STORAGE_BUDGET_MIB=${arg_BUDGET_MIB}")
-  endif()
+  _mace_storage_define_on_dropin(${target} "${dropin}" GUARD_WINDOW_MS "${arg_GUARD_WINDOW_MS}"
+    "^[1-9][0-9]*$" "a positive number of milliseconds")
+  _mace_storage_define_on_dropin(${target} "${dropin}" BUDGET_MIB "${arg_BUDGET_MIB}"
+    "^[0-9]+$" "a number of MiB")
   message(STATUS "MaceStorage: ${target}: replaced ${removed} with ${dropin}")
+endfunction()
+
+# Sets MACE_STORAGE_<name>=<value> on the drop-in source of <target> alone (a source property of
+# the target's directory: only the drop-in recompiles when it changes), when <value> was given;
+# stops when it does not match <pattern>, saying it must be <what>.
+function(_mace_storage_define_on_dropin target dropin name value pattern what)
+  if(value STREQUAL "")
+    return()
+  endif()
+  if(NOT value MATCHES "${pattern}")
+    message(FATAL_ERROR "mace_storage_replace_kv_storage: ${name} must be ${what}, not '${value}'")
+  endif()
+  if(CMAKE_VERSION VERSION_LESS 3.18)
+    message(FATAL_ERROR "mace_storage_replace_kv_storage: ${name} needs CMake 3.18")
+  endif()
+  set_property(SOURCE "${dropin}" TARGET_DIRECTORY ${target} APPEND PROPERTY
+               COMPILE_DEFINITIONS "MACE_STORAGE_${name}=${value}")
 endfunction()
