@@ -5,199 +5,35 @@
 //! open and the in-memory operations.
 
 mod budget;
+mod error;
 mod flush;
 mod lazy;
 mod load;
+mod options;
+mod report;
 mod value;
 
+pub use error::Error;
+pub use options::{Options, Verify, DEFAULT_MAX_FILE_LEN};
+pub use report::{Report, Stats};
 pub use value::{Backing, Value};
+
+use error::io_err;
 
 use crate::format::{
     self, CheckedInfo, Damage, EntryCheck, EntryIn, Format, ValueKind, WriteParams,
     PLATFORM_INFO_KEY,
 };
 use crate::io::side_files::{self, CacheLock, SideFiles};
-use crate::io::{parent_dir, posix::PosixFs, FileMeta, Fs, LockKind};
+use crate::io::{parent_dir, FileMeta, Fs, LockKind};
 use lazy::{Got, Lazy};
 use load::{load_entries, load_within};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How a store is opened.
-#[derive(Clone)]
-pub struct Options {
-    /// The format flushes write (default checked-1.1; checked-1.0 beside MACE v0.12-1.0).
-    pub format: Format,
-    /// Never write: flush, and setting an unreadable file aside, are refused.
-    pub read_only: bool,
-    /// The filesystem (default: the real one).
-    pub fs: Arc<dyn Fs>,
-    /// How long a flush (or setting an unreadable file aside) waits for the cache's lock held by
-    /// another process before it gives up with a busy error ([`Error::is_busy`]) and keeps the
-    /// changes for the next flush; `None`: for ever. Default 3 s.
-    pub lock_timeout: Option<Duration>,
-    /// The largest file `open` loads (default [`DEFAULT_MAX_FILE_LEN`]). A larger file is reported as
-    /// too large without being read, and left as it is: no flush replaces it until `clear`. Puts
-    /// that would make the file larger than this are refused, so the store never writes a file it
-    /// would refuse to load.
-    pub max_file_len: u64,
-    /// When the values of a checked-1.1 file are checksummed (default [`Verify::Eager`]: lazy
-    /// verification is faster only for a store whose user gets a part of the entries; see
-    /// `docs/PERFORMANCE.md`).
-    pub verify: Verify,
-    /// The largest file flushes let the cache grow to (`None`, the default: no budget). A flush
-    /// that would write a larger file first evicts the least recently used program binaries
-    /// ([`Stats::evictions`]); use is recorded in a small entry each committing flush adds, never by
-    /// a write per get. The metadata that vouches for binaries is never evicted. See `budget.rs`.
-    pub budget: Option<u64>,
-}
-
-/// When `open` checksums the values of a file it reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Verify {
-    /// Every value at open, as the file is read.
-    #[default]
-    Eager,
-    /// For an intact checked-1.1 file, only its framing, commit records and trailer, and the
-    /// platform-info entry, are read and verified at open; the file is kept open and each value is
-    /// read from it and verified on its first use (`get`, `entries`, a rewrite). Other files, and
-    /// checked-1.1 files found damaged at open, are read and verified at open as with `Eager`.
-    Lazy,
-}
-
-/// The default [`Options::max_file_len`]: far above any real program cache (tens of MiB).
-pub const DEFAULT_MAX_FILE_LEN: u64 = 512 << 20;
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            format: Format::Checked11,
-            read_only: false,
-            fs: Arc::new(PosixFs),
-            lock_timeout: Some(side_files::DEFAULT_LOCK_TIMEOUT),
-            max_file_len: DEFAULT_MAX_FILE_LEN,
-            verify: Verify::default(),
-            budget: None,
-        }
-    }
-}
-
-/// What went wrong, with the path and the operation.
-#[derive(Debug)]
-pub enum Error {
-    /// A filesystem call failed.
-    Io {
-        /// What the store was doing.
-        op: &'static str,
-        /// The file concerned.
-        path: PathBuf,
-        /// The operating system's error.
-        source: io::Error,
-    },
-    /// The store was opened read-only.
-    ReadOnly,
-    /// The entries cannot be written in the chosen format.
-    Encode(format::EncodeError),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Io { op, path, source } => write!(f, "cannot {op} {}: {source}", path.display()),
-            Error::ReadOnly => f.write_str("the store is read-only"),
-            Error::Encode(e) => write!(f, "cannot encode the cache: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    /// The operating system's error or the encoder's, so a caller can walk the chain.
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            Error::Encode(e) => Some(e),
-            Error::ReadOnly => None,
-        }
-    }
-}
-
-impl Error {
-    /// Whether another process held the cache's lock for longer than the lock timeout (nothing was
-    /// written; the changes are kept for the next flush).
-    pub fn is_busy(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if side_files::is_busy(source))
-    }
-}
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// What opening the file found.
-#[derive(Debug, Clone)]
-pub struct Report {
-    /// The file was absent (a first start): the store opened empty.
-    pub missing: bool,
-    /// The detected format, if the file was read.
-    pub format: Option<Format>,
-    /// Length of the file read.
-    pub file_len: u64,
-    /// Entries loaded.
-    pub entries: u64,
-    /// What was wrong and what was dropped.
-    pub damage: Damage,
-    /// Where an unreadable file was moved (`<file>.corrupt`).
-    pub set_aside: Option<PathBuf>,
-    /// The file was larger than [`Options::max_file_len`]: not read, left as it is.
-    pub too_large: bool,
-}
-
-/// Counters a store keeps.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Entries now in the store.
-    pub entries: u64,
-    /// Bytes of keys and values now in the store.
-    pub bytes: u64,
-    /// Gets that found their key.
-    pub hits: u64,
-    /// Gets that did not.
-    pub misses: u64,
-    /// Entries kept from a damaged file.
-    pub entries_salvaged: u64,
-    /// Entries lost to damage (failed checks, cut off, or dropped by the platform-info rule),
-    /// found at open or on first use.
-    pub entries_dropped: u64,
-    /// Of those, the ones a lazily verified open let through that failed their checksum on first
-    /// use ([`Verify::Lazy`]): dropped then, never returned.
-    pub entries_failed_on_use: u64,
-    /// Flushes that wrote something.
-    pub flushes: u64,
-    /// Of those, the ones that appended.
-    pub appends: u64,
-    /// Of those, the ones that rewrote the file.
-    pub rewrites: u64,
-    /// Flushes that failed.
-    pub flush_failures: u64,
-    /// Times a flush found the file changed by another process and merged it.
-    pub merges: u64,
-    /// Bytes written to disk by flushes.
-    pub bytes_written: u64,
-    /// Whether the last flush could exclude other processes (`false`: no lock was available).
-    pub process_lock: bool,
-    /// Program binaries evicted to keep the file within [`Options::budget`].
-    pub evictions: u64,
-}
 
 #[derive(Clone)]
 struct Item {
