@@ -323,12 +323,6 @@ typedef struct MaceStorageOptions {
 } MaceStorageOptions;
 
 /*
- A buffer for `mace_storage_get_into`: `len` writable bytes, or NULL to give up (with `len` 0,
- the result is not used: NULL is not giving up).
- */
-typedef uint8_t *(*MaceStorageAllocFn)(void *ctx, size_t len);
-
-/*
  Counters of a store.
  */
 typedef struct MaceStorageStats {
@@ -427,6 +421,12 @@ typedef struct MaceStorageOpenReport {
    */
   uint64_t bytes_ignored;
 } MaceStorageOpenReport;
+
+/*
+ A buffer for `mace_storage_get_into`: `len` writable bytes, or NULL to give up (with `len` 0,
+ the result is not used: NULL is not giving up).
+ */
+typedef uint8_t *(*MaceStorageAllocFn)(void *ctx, size_t len);
 
 /*
  Called once per entry by `mace_storage_for_each`, in key order; the pointers are valid during the
@@ -644,54 +644,6 @@ enum MaceStorageStatus mace_storage_open_bytes(const uint8_t *data,
 void mace_storage_close(struct MaceStorage *s);
 
 /*
- Looks `key` up; on success `*out` receives a value to free with `mace_storage_value_free`.
- `MACE_STORAGE_NOT_FOUND` if absent (then `*out` is NULL).
-
- # Safety
- `s` is NULL or an open handle; `key` points to `key_len` bytes; `out` is NULL or writable.
- */
-enum MaceStorageStatus mace_storage_get(const struct MaceStorage *s,
-                                        const uint8_t *key,
-                                        size_t key_len,
-                                        struct MaceStorageValue **out);
-
-/*
- Writes the value of `key` into a buffer the caller provides, without a copy kept by the store:
- when `key` is present, `alloc(ctx, len)` is called once with the value's length and returns the
- buffer, which the caller owns throughout. A value not read yet (lazily opened store) is read
- from the file straight into it and checksummed there (each call reads it again); one in memory
- is copied. `MACE_STORAGE_OK`: the buffer holds the value. `MACE_STORAGE_NOT_FOUND`: absent
- (`alloc` not called), `alloc` gave up, the value failed its checksum (then dropped from the
- store, as by `mace_storage_get`, and the buffer holds garbage), or it could not be read.
-
- # Safety
- `s` is NULL or an open handle; `key` points to `key_len` bytes; a non-NULL result of `alloc`
- points to `len` bytes writable until this call returns, overlapping no argument.
- */
-enum MaceStorageStatus mace_storage_get_into(const struct MaceStorage *s,
-                                             const uint8_t *key,
-                                             size_t key_len,
-                                             MaceStorageAllocFn alloc,
-                                             void *ctx);
-
-/*
- The bytes of a value (valid until it is freed) and, if `len` is not NULL, their length.
- NULL `v` gives NULL and length 0.
-
- # Safety
- `v` is NULL or a live value; `len` is NULL or writable.
- */
-const uint8_t *mace_storage_value_data(const struct MaceStorageValue *v, size_t *len);
-
-/*
- Frees a value (NULL is a no-op).
-
- # Safety
- `v` is NULL or a value from `mace_storage_get` not yet freed.
- */
-void mace_storage_value_free(struct MaceStorageValue *v);
-
-/*
  Sets `key` to a copy of `value` (not durable until `mace_storage_flush`).
 
  # Safety
@@ -767,6 +719,64 @@ enum MaceStorageStatus mace_storage_open_findings(const struct MaceStorage *s,
 const char *mace_storage_open_notes(const struct MaceStorage *s);
 
 /*
+ Non-zero if `key` (`key_len` bytes) holds a program binary, 0 for the metadata that vouches for
+ binaries (MACE's platform info and GPU name, this library's fingerprint and OS build, source
+ hashes): the MACE drop-in marks only binaries in flight. NULL with a non-zero length: 0.
+
+ # Safety
+ `key` covers `key_len` bytes (or `key_len` is 0).
+ */
+int32_t mace_storage_key_is_program_binary(const uint8_t *key, size_t key_len);
+
+/*
+ Looks `key` up; on success `*out` receives a value to free with `mace_storage_value_free`.
+ `MACE_STORAGE_NOT_FOUND` if absent (then `*out` is NULL).
+
+ # Safety
+ `s` is NULL or an open handle; `key` points to `key_len` bytes; `out` is NULL or writable.
+ */
+enum MaceStorageStatus mace_storage_get(const struct MaceStorage *s,
+                                        const uint8_t *key,
+                                        size_t key_len,
+                                        struct MaceStorageValue **out);
+
+/*
+ Writes the value of `key` into a buffer the caller provides, without a copy kept by the store:
+ when `key` is present, `alloc(ctx, len)` is called once with the value's length and returns the
+ buffer, which the caller owns throughout. A value not read yet (lazily opened store) is read
+ from the file straight into it and checksummed there (each call reads it again); one in memory
+ is copied. `MACE_STORAGE_OK`: the buffer holds the value. `MACE_STORAGE_NOT_FOUND`: absent
+ (`alloc` not called), `alloc` gave up, the value failed its checksum (then dropped from the
+ store, as by `mace_storage_get`, and the buffer holds garbage), or it could not be read.
+
+ # Safety
+ `s` is NULL or an open handle; `key` points to `key_len` bytes; a non-NULL result of `alloc`
+ points to `len` bytes writable until this call returns, overlapping no argument.
+ */
+enum MaceStorageStatus mace_storage_get_into(const struct MaceStorage *s,
+                                             const uint8_t *key,
+                                             size_t key_len,
+                                             MaceStorageAllocFn alloc,
+                                             void *ctx);
+
+/*
+ The bytes of a value (valid until it is freed) and, if `len` is not NULL, their length.
+ NULL `v` gives NULL and length 0.
+
+ # Safety
+ `v` is NULL or a live value; `len` is NULL or writable.
+ */
+const uint8_t *mace_storage_value_data(const struct MaceStorageValue *v, size_t *len);
+
+/*
+ Frees a value (NULL is a no-op).
+
+ # Safety
+ `v` is NULL or a value from `mace_storage_get` not yet freed.
+ */
+void mace_storage_value_free(struct MaceStorageValue *v);
+
+/*
  Calls `visit` for every entry, in key order, on a snapshot taken at the call (other threads may
  change the store meanwhile without affecting it).
 
@@ -788,16 +798,6 @@ enum MaceStorageStatus mace_storage_for_each(const struct MaceStorage *s,
 enum MaceStorageStatus mace_storage_for_each_key(const struct MaceStorage *s,
                                                  MaceStorageKeyVisitor visit,
                                                  void *user_data);
-
-/*
- Non-zero if `key` (`key_len` bytes) holds a program binary, 0 for the metadata that vouches for
- binaries (MACE's platform info and GPU name, this library's fingerprint and OS build, source
- hashes): the MACE drop-in marks only binaries in flight. NULL with a non-zero length: 0.
-
- # Safety
- `key` covers `key_len` bytes (or `key_len` is 0).
- */
-int32_t mace_storage_key_is_program_binary(const uint8_t *key, size_t key_len);
 
 #ifdef __cplusplus
 }  // extern "C"

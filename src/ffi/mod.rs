@@ -8,9 +8,12 @@ mod error;
 mod guard;
 mod program_cache;
 mod storage;
+// After `storage`: cbindgen writes the header in module order, opening before reading.
+mod read;
 
 pub use guard::*;
 pub use program_cache::*;
+pub use read::*;
 pub use storage::*;
 
 /// The OpenCL loader, now `crate::io::opencl`; kept here for one release.
