@@ -9,17 +9,6 @@ mod common;
 use common::cli::*;
 use common::{golden, golden_dir};
 
-/// Runs `inspect --json` on `path`: the parsed report and the exit code.
-fn inspect_json(path: &Path) -> (Value, i32) {
-    let out = run(&["inspect".as_ref(), path.as_os_str(), "--json".as_ref()]);
-    assert!(
-        !stderr(&out).contains("panicked"),
-        "panic: {}",
-        stderr(&out)
-    );
-    (json_of(&out), code(&out))
-}
-
 /// One entry as (key_hex, len, crc32 hex), the shape `inspect --json` reports.
 type Row = (String, u64, String);
 
@@ -127,20 +116,6 @@ fn convert(input: &Path, output: &Path, to: &str, want: i32) -> Output {
     out
 }
 
-/// Asserts a run failed with exit 2 and exactly one `mace-cache: ` line on stderr, and no panic.
-fn assert_fails_cleanly(out: &Output, what: &str) {
-    let err = stderr(out);
-    assert_eq!(code(out), 2, "{what}: exit code; stderr {err:?}");
-    assert_eq!(err.lines().count(), 1, "{what}: one stderr line: {err:?}");
-    assert!(err.starts_with("mace-cache: "), "{what}: prefix: {err:?}");
-    assert!(err.ends_with('\n'), "{what}: newline: {err:?}");
-    assert!(!err.contains("panicked"), "{what}: panic: {err:?}");
-    assert!(
-        !err.contains("RUST_BACKTRACE"),
-        "{what}: backtrace: {err:?}"
-    );
-}
-
 /// Finds `needle` in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
@@ -167,7 +142,7 @@ fn inspect_json_of_stock_cache_files_matches_manifest() {
         ("mace-1.1-tuned-params.bin", "mace-1.1"),
         ("mace-1.0-tuned-params.bin", "mace-1.0"),
     ] {
-        let (v, c) = inspect_json(&golden_dir().join(name));
+        let (v, c) = inspect_json(&golden_dir().join(name), &[]);
         assert_eq!(c, 0, "{name}");
         assert_intact_as_manifest(&v, format, name);
         assert!(!report_rows(&v).is_empty(), "{name} has entries");
@@ -181,7 +156,7 @@ fn inspect_json_of_empty_stock_files() {
         ("mace-1.0-empty.bin", "mace-1.0"),
         ("mace-1.1-empty.bin", "mace-1.1"),
     ] {
-        let (v, c) = inspect_json(&golden_dir().join(name));
+        let (v, c) = inspect_json(&golden_dir().join(name), &[]);
         assert_eq!(c, 0, "{name}");
         assert_intact_as_manifest(&v, format, name);
         assert_eq!(v["entries"], serde_json::json!([]));
@@ -193,7 +168,7 @@ fn inspect_json_of_empty_stock_files() {
 fn zero_byte_file_is_empty_format_and_damaged() {
     let t = TempDir::new("zero");
     let p = t.write("zero.bin", b"");
-    let (v, c) = inspect_json(&p);
+    let (v, c) = inspect_json(&p, &[]);
     assert_eq!(c, 1);
     assert_eq!(v["format"], "empty");
     assert_eq!(v["damage"]["intact"], false);
@@ -292,7 +267,7 @@ fn convert_through_checked_formats_and_back() {
         let mid = t.path(&format!("{name}.{checked}"));
         convert(&input, &mid, checked, 0);
         assert!(std::fs::read(&mid).expect("mid") != golden(name));
-        let (v, c) = inspect_json(&mid);
+        let (v, c) = inspect_json(&mid, &[]);
         assert_eq!(c, 0, "{name} as {checked}");
         assert_intact_as_manifest(&v, checked, name);
 
@@ -312,7 +287,7 @@ fn convert_defaults_to_checked_11_and_can_replace_its_input() {
     let p = t.copy_golden("mace-1.1-cache.bin");
     let out = run(&["convert".as_ref(), p.as_os_str(), p.as_os_str()]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let (v, c) = inspect_json(&p);
+    let (v, c) = inspect_json(&p, &[]);
     assert_eq!(c, 0);
     assert_intact_as_manifest(&v, "checked-1.1", "mace-1.1-cache.bin");
 }
@@ -339,7 +314,7 @@ fn convert_json_summary() {
     let len = std::fs::metadata(&output).expect("written").len();
     assert_eq!(v["bytes_written"], len);
     // The NUL-containing key survives across formats exactly.
-    let (v, _) = inspect_json(&output);
+    let (v, _) = inspect_json(&output, &[]);
     assert_intact_as_manifest(&v, "mace-1.1", "mace-1.0-cache.bin");
 }
 
@@ -376,7 +351,7 @@ fn check_flipped_value(format: &str) {
     assert!(line.contains(&format!("damaged ({format})")), "{line}");
     assert!(line.contains("10 entries kept, 1 dropped"), "{line}");
 
-    let (v, c) = inspect_json(&bad);
+    let (v, c) = inspect_json(&bad, &[]);
     assert_eq!(c, 1);
     assert_eq!(v["format"], format);
     assert_eq!(v["damage"]["intact"], false);
@@ -389,7 +364,7 @@ fn check_flipped_value(format: &str) {
     // Converting salvages the 10 good entries and still reports the damage.
     let saved = t.path("saved.bin");
     convert(&bad, &saved, "mace-1.1", 1);
-    let (v, c) = inspect_json(&saved);
+    let (v, c) = inspect_json(&saved, &[]);
     assert_eq!(c, 0);
     assert_eq!(v["format"], "mace-1.1");
     assert_eq!(report_rows(&v), want);
@@ -424,7 +399,7 @@ fn flipped_byte_in_stock_11_file_is_damaged_and_empty() {
         stdout(&out)
     );
 
-    let (v, c) = inspect_json(&bad);
+    let (v, c) = inspect_json(&bad, &[]);
     assert_eq!(c, 1);
     assert_eq!(v["format"], "mace-1.1");
     assert_eq!(v["damage"]["intact"], false);
@@ -433,7 +408,7 @@ fn flipped_byte_in_stock_11_file_is_damaged_and_empty() {
 
     let out = t.path("out.bin");
     convert(&bad, &out, "checked-1.1", 1);
-    let (v, c) = inspect_json(&out);
+    let (v, c) = inspect_json(&out, &[]);
     assert_eq!(c, 0);
     assert_eq!(v["entries"], serde_json::json!([]));
 }
@@ -444,7 +419,7 @@ fn truncated_stock_10_file_is_damaged_and_keeps_only_manifest_entries() {
     let t = TempDir::new("trunc10");
     let bytes = golden("mace-1.0-cache.bin");
     let bad = t.write("cut.bin", &bytes[..bytes.len() - 1000]);
-    let (v, c) = inspect_json(&bad);
+    let (v, c) = inspect_json(&bad, &[]);
     assert_eq!(c, 1);
     assert_eq!(v["format"], "mace-1.0");
     assert_eq!(v["damage"]["intact"], false);

@@ -1,27 +1,16 @@
-//! Integration tests of the `mace-cache` workflow commands: merge, export-c, repair, tuned-parameter
-//! files, demo, and the text display of keys.
+//! Integration tests of the `mace-cache` workflow commands: merge, repair, tuned-parameter files,
+//! and the text display of keys (export-c is in cli_export_c.rs, the demo in cli_demo.rs).
 
 use mace_storage::format::{self, EntryIn, Format, ValueKind, WriteParams, PLATFORM_INFO_KEY};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 mod common;
 
 use common::cli::*;
 use common::{golden, golden_dir};
-
-/// Asserts a run failed with exit 2, exactly one `mace-cache: ` line on stderr, nothing on stdout.
-fn assert_fails_cleanly(out: &Output, what: &str) {
-    let err = stderr(out);
-    assert_eq!(code(out), 2, "{what}: exit code; stderr {err:?}");
-    assert_eq!(err.lines().count(), 1, "{what}: one stderr line: {err:?}");
-    assert!(err.starts_with("mace-cache: "), "{what}: prefix: {err:?}");
-    assert!(!err.contains("panicked"), "{what}: panic: {err:?}");
-    assert!(out.stdout.is_empty(), "{what}: stdout {:?}", stdout(out));
-}
 
 /// Finds `needle` in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -107,15 +96,6 @@ fn golden_platform() -> Vec<u8> {
         .find(|e| &bytes[e.key.clone()] == PLATFORM_INFO_KEY)
         .expect("golden has platform info");
     e.value.bytes(&bytes).to_vec()
-}
-
-/// Runs `inspect --json` on `path`: the parsed report and the exit code.
-fn inspect_json(path: &Path, extra: &[&str]) -> (Value, i32) {
-    let mut args: Vec<&OsStr> = vec!["inspect".as_ref(), path.as_os_str(), "--json".as_ref()];
-    args.extend(extra.iter().map(OsStr::new));
-    let out = run(&args);
-    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
-    (json_of(&out), code(&out))
 }
 
 /// The keys of an `inspect --json` report, in report order.
@@ -418,207 +398,6 @@ fn merge_of_tuned_parameter_files_keeps_uint32s() {
     ]);
     assert_eq!(code(&r), 0, "{}", stderr(&r));
     assert!(std::fs::read(&out).expect("out") == golden("mace-1.1-tuned-params.bin"));
-}
-
-/// Writes the test program that prints the embedded bytes to a file, calling `load`/`size`.
-fn write_main(t: &TempDir, load: &str, size: &str) -> PathBuf {
-    t.write(
-        "main.cc",
-        format!(
-            "#include <stddef.h>\n#include <stdio.h>\n\n\
-             namespace mace {{\nconst unsigned char *{load}();\nsize_t {size}();\n}}  // namespace mace\n\n\
-             int main(int argc, char **argv) {{\n\
-             \x20 if (argc != 2) return 2;\n\
-             \x20 FILE *f = fopen(argv[1], \"wb\");\n\
-             \x20 if (f == NULL) return 3;\n\
-             \x20 const size_t n = mace::{size}();\n\
-             \x20 if (n != 0 && fwrite(mace::{load}(), 1, n, f) != n) return 4;\n\
-             \x20 return fclose(f) == 0 ? 0 : 5;\n}}\n"
-        )
-        .as_bytes(),
-    )
-}
-
-/// Runs g++ with MACE's flags and `args`, asserting success.
-fn gxx(args: &[&OsStr]) {
-    let out = Command::new("g++")
-        .args([
-            "-std=c++11",
-            "-Wall",
-            "-Werror",
-            "-fno-exceptions",
-            "-fno-rtti",
-        ])
-        .args(args)
-        .output()
-        .expect("run g++ (a C++ compiler is needed for this test)");
-    assert!(
-        out.status.success(),
-        "g++ {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Exports `input`, compiles it into an object, links it with a program that writes the bytes
-/// back out, runs it and returns what it wrote.
-fn export_compile_run(t: &TempDir, input: &Path, names: Option<(&str, &str)>) -> Vec<u8> {
-    let cc = t.path("binary.cc");
-    let mut args: Vec<&OsStr> = vec!["export-c".as_ref(), input.as_os_str(), cc.as_os_str()];
-    if let Some((load, size)) = names {
-        args.extend([
-            "--load-func".as_ref(),
-            OsStr::new(load),
-            "--size-func".as_ref(),
-            OsStr::new(size),
-        ]);
-    }
-    let r = run(&args);
-    assert!(code(&r) <= 1, "export-c: {}", stderr(&r));
-    assert!(r.stdout.is_empty(), "summary goes to stderr");
-    let source = std::fs::read_to_string(&cc).expect("source written");
-    let (load, size) = names.unwrap_or(("LoadOpenCLBinary", "OpenCLBinarySize"));
-    assert!(source.contains("namespace mace {"), "{source:.400}");
-    assert!(
-        source.contains(&format!("const unsigned char *{load}()")),
-        "{source:.400}"
-    );
-    assert!(
-        source.contains(&format!("size_t {size}()")),
-        "{source:.400}"
-    );
-    assert!(source.contains("static const unsigned char kData["));
-    assert!(
-        !source.contains(&t.dir().display().to_string()),
-        "no machine paths"
-    );
-
-    let obj = t.path("binary.o");
-    // Strictly standard C++ too (a zero-size array, a GNU extension, would fail here).
-    gxx(&[
-        "-pedantic-errors".as_ref(),
-        "-Wextra".as_ref(),
-        "-fsyntax-only".as_ref(),
-        cc.as_os_str(),
-    ]);
-    gxx(&[
-        "-c".as_ref(),
-        cc.as_os_str(),
-        "-o".as_ref(),
-        obj.as_os_str(),
-    ]);
-    let main = write_main(t, load, size);
-    let main_obj = t.path("main.o");
-    gxx(&[
-        "-c".as_ref(),
-        main.as_os_str(),
-        "-o".as_ref(),
-        main_obj.as_os_str(),
-    ]);
-    let exe = t.path("dump");
-    gxx(&[
-        main_obj.as_os_str(),
-        obj.as_os_str(),
-        "-o".as_ref(),
-        exe.as_os_str(),
-    ]);
-    let dumped = t.path("dumped.bin");
-    let status = Command::new(&exe)
-        .arg(&dumped)
-        .status()
-        .expect("run the linked program");
-    assert!(status.success(), "{status:?}");
-    std::fs::read(&dumped).expect("dumped")
-}
-
-/// The exported source compiles with MACE's flags, and linked into a program reproduces the input
-/// file byte for byte: a real cache, a tuned file, an empty file, and with custom names.
-#[test]
-fn export_c_compiles_and_reproduces_the_input_exactly() {
-    let t = TempDir::new("export");
-    for name in ["mace-1.1-cache.bin", "mace-1.0-tuned-params.bin"] {
-        let input = t.copy_golden(name);
-        assert!(
-            export_compile_run(&t, &input, None) == golden(name),
-            "{name}: bytes differ"
-        );
-    }
-    let empty = t.write("empty.bin", b"");
-    assert_eq!(export_compile_run(&t, &empty, None), b"");
-    let source = std::fs::read_to_string(t.path("binary.cc")).expect("source");
-    assert!(source.contains("kData[1]"), "{source}");
-    let tuned = t.copy_golden("mace-1.1-tuned-params.bin");
-    assert!(
-        export_compile_run(
-            &t,
-            &tuned,
-            Some(("LoadOpenCLParameter", "OpenCLParameterSize"))
-        ) == golden("mace-1.1-tuned-params.bin")
-    );
-    // The source has about 16 bytes per line.
-    let source = std::fs::read_to_string(t.path("binary.cc")).expect("source");
-    let lines = source.lines().filter(|l| l.trim_start().starts_with("0x"));
-    assert!(lines.clone().all(|l| l.matches("0x").count() <= 16));
-    assert_eq!(
-        lines.map(|l| l.matches("0x").count()).sum::<usize>(),
-        golden("mace-1.1-tuned-params.bin").len()
-    );
-}
-
-/// `export-c --json` reports what was embedded; bad names and non-caches are exit 2, nothing written.
-#[test]
-fn export_c_json_and_refusals() {
-    let t = TempDir::new("export-bad");
-    let input = t.copy_golden("mace-1.0-cache.bin");
-    let cc = t.path("out.cc");
-    let r = run(&[
-        "export-c".as_ref(),
-        input.as_os_str(),
-        cc.as_os_str(),
-        "--json".as_ref(),
-    ]);
-    assert_eq!(code(&r), 0, "{}", stderr(&r));
-    let v = json_of(&r);
-    assert_eq!(v["format"], "mace-1.0");
-    assert_eq!(v["bytes"], golden("mace-1.0-cache.bin").len());
-    assert_eq!(v["sha256"], sha256sum(&input), "the hash sha256sum prints");
-    assert_eq!(v["load_func"], "LoadOpenCLBinary");
-    std::fs::remove_file(&cc).expect("remove");
-
-    for (opt, name) in [
-        ("--load-func", "1abc"),
-        ("--load-func", "my-func"),
-        ("--size-func", "class"),
-        ("--size-func", ""),
-        ("--load-func", "__reserved"),
-        ("--load-func", "OpenCLBinarySize"),
-        ("--size-func", "kData"),
-    ] {
-        let r = run(&[
-            "export-c".as_ref(),
-            input.as_os_str(),
-            cc.as_os_str(),
-            opt.as_ref(),
-            name.as_ref(),
-        ]);
-        assert_fails_cleanly(&r, &format!("{opt} {name:?}"));
-        assert!(!cc.exists(), "{opt} {name:?}: nothing written");
-    }
-    let junk = t.write("junk.bin", &[0x5a; 300]);
-    let r = run(&["export-c".as_ref(), junk.as_os_str(), cc.as_os_str()]);
-    assert_fails_cleanly(&r, "not a cache");
-    assert!(stderr(&r).contains("not a MACE cache"), "{}", stderr(&r));
-    assert!(!cc.exists());
-}
-
-/// The SHA-256 of `path` as coreutils' `sha256sum` prints it (an implementation independent of
-/// the tool's).
-fn sha256sum(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("run sha256sum");
-    assert!(out.status.success(), "sha256sum {}", path.display());
-    String::from_utf8(out.stdout).expect("utf-8")[..64].to_string()
 }
 
 /// Converts the golden 1.1 cache to checked-1.1 and flips a byte inside pocl-program-a's value;
@@ -932,108 +711,6 @@ fn inspect_text_shows_utf8_keys_as_text() {
     // JSON still reports the exact bytes.
     let (v, _) = inspect_json(&path, &[]);
     assert!(report_keys(&v).contains(&b"bad\xff\xfekey".to_vec()));
-}
-
-/// The demo builds real kernels with PoCL: exit 0, a table with a speedup, warm faster than cold,
-/// and after the damage only the damaged program is rebuilt.
-#[test]
-fn demo_shows_cold_and_warm_builds_and_one_rebuild() {
-    let t = TempDir::new("demo");
-    let dir = t.path("work");
-    let out = run(&["demo".as_ref(), "--dir".as_ref(), dir.as_os_str()]);
-    assert_eq!(
-        code(&out),
-        0,
-        "stdout {}\nstderr {}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let text = stdout(&out);
-    assert!(
-        !text.contains("OpenCL part skipped"),
-        "OpenCL (PoCL) is expected here: {text}"
-    );
-    let header = text
-        .lines()
-        .find(|l| l.starts_with("program") && l.contains("speedup"))
-        .unwrap_or_else(|| panic!("no table: {text}"));
-    assert!(
-        header.contains("cold ms") && header.contains("warm ms"),
-        "{header}"
-    );
-    let total = text
-        .lines()
-        .find(|l| l.starts_with("total"))
-        .unwrap_or_else(|| panic!("no total: {text}"));
-    let cols: Vec<&str> = total.split_whitespace().collect();
-    assert_eq!(cols.len(), 4, "{total}");
-    let cold: f64 = cols[1].parse().expect("cold total");
-    let warm: f64 = cols[2].parse().expect("warm total");
-    let ratio: f64 = cols[3].trim_end_matches('x').parse().expect("speedup");
-    assert!(cols[3].ends_with('x'), "{total}");
-    assert!(
-        warm < cold,
-        "warm {warm} ms is not faster than cold {cold} ms"
-    );
-    assert!(ratio > 1.0, "{total}");
-    assert!(text.contains("1 dropped"), "{text}");
-    assert!(
-        text.contains("rebuilt from source: eltwise; loaded from the cache: 7 of 8"),
-        "{text}"
-    );
-    assert!(!text.contains("unexpected"), "{text}");
-    // Programs and entries are explained: a binary and a source hash per program, plus the
-    // entries that tie them to the device.
-    assert!(
-        text.contains("8 programs, 18 entries: 8 program binaries + 8 source hashes"),
-        "{text}"
-    );
-    assert!(text.contains("mace_storage_fingerprint"), "{text}");
-    assert!(!stderr(&out).is_empty(), "progress on stderr");
-    assert!(
-        dir.join("mace_cl_compiled_program.bin").exists(),
-        "--dir keeps the files"
-    );
-    let (v, c) = inspect_json(&dir.join("mace_cl_compiled_program.bin"), &[]);
-    assert_eq!((c, v["damage"]["intact"].as_bool()), (0, Some(true)));
-}
-
-/// Without OpenCL, the demo runs the storage part, says why OpenCL was skipped, and exits 0.
-#[test]
-fn demo_without_opencl_runs_the_storage_part() {
-    let lib = "/nonexistent/libOpenCL.so";
-    let out = run(&["demo", "--opencl-library", lib, "--json"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let v = json_of(&out);
-    assert_eq!(v["opencl"]["used"], false);
-    assert!(
-        v["opencl"]["skipped"]
-            .as_str()
-            .expect("reason")
-            .contains(lib),
-        "{v}"
-    );
-    assert_eq!(v["ok"], true);
-    assert_eq!(v["damage"]["entries_dropped"], 1);
-    assert_eq!(v["after_damage"]["dropped"], serde_json::json!(["eltwise"]));
-    assert_eq!(v["after_damage"]["kept"].as_array().expect("kept").len(), 7);
-    assert_eq!(v["cold_total_ms"], Value::Null);
-    let dir = PathBuf::from(v["dir"].as_str().expect("dir"));
-    assert!(!dir.exists(), "the temporary directory is removed");
-
-    let out = run(&["demo", "--opencl-library", lib]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let text = stdout(&out);
-    let skipped: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("OpenCL part skipped: "))
-        .collect();
-    assert_eq!(skipped.len(), 1, "{text}");
-    assert!(skipped[0].contains(lib));
-    assert!(
-        text.contains("eltwise") && text.contains("dropped"),
-        "{text}"
-    );
 }
 
 /// Every new command has help with an example; bad usage is exit 2 with one line.

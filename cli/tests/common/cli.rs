@@ -114,3 +114,33 @@ pub fn run_stdin<S: AsRef<std::ffi::OsStr>>(args: &[S], input: &[u8]) -> Output 
     drop(stdin);
     child.wait_with_output().expect("wait for mace-cache")
 }
+
+/// Asserts a run failed cleanly: exit 2, exactly one `mace-cache: ` line on stderr (no panic, no
+/// backtrace), nothing on stdout.
+pub fn assert_fails_cleanly(out: &Output, what: &str) {
+    let err = stderr(out);
+    assert_eq!(code(out), 2, "{what}: exit code; stderr {err:?}");
+    assert_eq!(err.lines().count(), 1, "{what}: one stderr line: {err:?}");
+    assert!(err.starts_with("mace-cache: "), "{what}: prefix: {err:?}");
+    assert!(err.ends_with('\n'), "{what}: newline: {err:?}");
+    assert!(!err.contains("panicked"), "{what}: panic: {err:?}");
+    assert!(
+        !err.contains("RUST_BACKTRACE"),
+        "{what}: backtrace: {err:?}"
+    );
+    assert!(out.stdout.is_empty(), "{what}: stdout {:?}", stdout(out));
+}
+
+/// Runs `inspect --json` on `path` with `extra` arguments: the parsed report and the exit code.
+pub fn inspect_json(path: &Path, extra: &[&str]) -> (Value, i32) {
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["inspect".as_ref(), path.as_os_str(), "--json".as_ref()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    let out = run(&args);
+    assert!(
+        !stderr(&out).contains("panicked"),
+        "panic: {}",
+        stderr(&out)
+    );
+    (json_of(&out), code(&out))
+}
