@@ -238,6 +238,24 @@ pub fn buffer_len(file_len: u64, max: u64) -> io::Result<usize> {
 /// The most bytes one allocation can hold on this platform.
 pub const MAX_BUFFER: u64 = isize::MAX as u64;
 
+/// Bytes read between two calls of the observer of [`Fs::read_observed`]: small enough to stay in
+/// the CPU's cache, large enough to keep the calls few.
+pub const OBSERVE_CHUNK: usize = 256 * 1024;
+
+/// An empty buffer with room for exactly a file of `len` bytes (one allocation, no zeroing), or an
+/// error that says why there is none.
+pub fn buffer_for(len: u64) -> io::Result<Vec<u8>> {
+    let cap = buffer_len(len, MAX_BUFFER)?;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(cap).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("cannot allocate {cap} bytes for the file"),
+        )
+    })?;
+    Ok(buf)
+}
+
 /// `path` with `suffix` appended to its file name (`cache.bin` -> `cache.bin.lock`).
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();

@@ -1,8 +1,8 @@
 //! The real filesystem, through POSIX calls.
 
 use super::{
-    buffer_len, past_the_end, within, FileHandle, FileMeta, Fs, LockKind, ProcessLock, ReadHandle,
-    MAX_BUFFER,
+    buffer_for, past_the_end, within, FileHandle, FileMeta, Fs, LockKind, ProcessLock, ReadHandle,
+    OBSERVE_CHUNK,
 };
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -43,23 +43,6 @@ fn not_found_is_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// Bytes read between two calls of the observer of [`Fs::read_observed`]: small enough to stay in
-/// the CPU's cache, large enough to keep the calls few.
-const OBSERVE_CHUNK: usize = 256 * 1024;
-
-/// An empty buffer with room for exactly a file of `len` bytes (one allocation, no zeroing).
-fn buffer_for(len: u64) -> io::Result<Vec<u8>> {
-    let cap = buffer_len(len, MAX_BUFFER)?;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(cap).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::OutOfMemory,
-            format!("cannot allocate {cap} bytes for the file"),
-        )
-    })?;
-    Ok(buf)
 }
 
 /// What a path that is not a regular file is, for the error that refuses it.

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::format::{DecodedEntry, Sink, Source};
-use crate::io::{buffer_len, ReadHandle, MAX_BUFFER};
+use crate::io::{buffer_for, ReadHandle, OBSERVE_CHUNK};
 use std::ops::Range;
 use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
@@ -69,17 +69,11 @@ pub(super) fn read_all(
     len: u64,
     observe: &mut dyn FnMut(&[u8]),
 ) -> io::Result<Vec<u8>> {
-    let cap = buffer_len(len, MAX_BUFFER)?;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(cap).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::OutOfMemory,
-            format!("cannot allocate {cap} bytes for the file"),
-        )
-    })?;
+    let mut buf = buffer_for(len)?;
+    let cap = buf.capacity();
     while buf.len() < cap {
         let start = buf.len();
-        buf.resize(start + (cap - start).min(CHUNK), 0);
+        buf.resize(start + (cap - start).min(OBSERVE_CHUNK), 0);
         handle.read_exact_at(start as u64, &mut buf[start..])?;
         observe(&buf);
     }
