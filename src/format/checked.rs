@@ -5,13 +5,14 @@
 //! the lazy walk over an intact one is `lazy`'s. See `docs/FORMAT.md`.
 
 use super::crc::Crc;
+use super::index::{IndexWriter, INDEX_FIELD};
 use super::stock::{
     self, kvpair_prefix, parse_kvpair, put_pair, Kv, EXT_FIELD, PB_LIMIT, TAIL10_MAGIC,
 };
 use super::wire::{put_tag, put_varint, Reader, WT_LEN};
 use super::{
     apply_platform_rule, Budget, CheckedInfo, Damage, Decoded, EncodeError, EntryIn, FirstOfEach,
-    Format, Output, WriteParams, PLATFORM_INFO_KEY,
+    Format, IndexTip, Output, WriteParams, PLATFORM_INFO_KEY,
 };
 use crc32fast::Hasher;
 
@@ -99,6 +100,12 @@ pub(super) enum Record {
         file_id: u64,
         seq: u32,
         count: u32,
+    },
+    /// An index record (see `index`); `len`: its length, tag included.
+    Index {
+        file_id: u64,
+        seq: u32,
+        len: usize,
     },
 }
 
@@ -206,17 +213,35 @@ pub(super) fn parse_record(
             end,
         ));
     }
+    if tag == (INDEX_FIELD << 3 | WT_LEN) {
+        let n = r.len_prefix()?;
+        let end = r.pos() + n;
+        *budget = budget.checked_sub(n as u64)?;
+        let index = super::index::parse_index(&bytes[p..end], p)?;
+        if want_id.is_some_and(|w| w != index.file_id) {
+            return None;
+        }
+        return Some((
+            Record::Index {
+                file_id: index.file_id,
+                seq: index.seq,
+                len: end - p,
+            },
+            end,
+        ));
+    }
     None
 }
 
-/// Writes one checked-1.1 entry record; returns its CRC state (before the checksum) for the stream.
+/// Writes one checked-1.1 entry record; returns its CRC state (before the checksum) for the stream,
+/// the checksum, and where its value starts in the record.
 fn put_record<'a>(
     e: &EntryIn<'a>,
     file_id: u64,
     seq: u32,
     flags: u32,
     out: &mut Output<'a>,
-) -> (Hasher, u32) {
+) -> (Hasher, u32, usize) {
     let (prefix, value) = kvpair_prefix(e, EXT_FIELD_LEN);
     let mut ext = tag_bytes(EXT_FIELD, EXT_LEN);
     ext.extend_from_slice(&file_id.to_le_bytes());
@@ -231,25 +256,36 @@ fn put_record<'a>(
     out.put_value(value);
     out.put(&ext);
     out.put(&crc.to_le_bytes());
-    (h, crc)
+    (h, crc, prefix.len())
 }
 
-/// Writes `entries` (sorted, unique) as records of batch `seq` into `out`, feeding `stream`.
+/// Writes `entries` (sorted, unique) as records of batch `seq` into `out`, whose first byte goes to
+/// file offset `base`, feeding `stream`; returns the batch's index, not yet written.
 fn put_batch<'a>(
     entries: &[EntryIn<'a>],
     file_id: u64,
     seq: u32,
     has_platform: bool,
+    base: u64,
     stream: &mut Hasher,
     out: &mut Output<'a>,
-) -> Result<(), EncodeError> {
+) -> Result<IndexWriter, EncodeError> {
+    let mut index = IndexWriter::default();
     for e in entries {
         let flags = if has_platform && e.key != PLATFORM_INFO_KEY {
             FLAG_VOUCHED
         } else {
             0
         };
-        let (h, crc) = put_record(e, file_id, seq, flags, out);
+        let at = base + out.len();
+        let (h, crc, val_at) = put_record(e, file_id, seq, flags, out);
+        let rec_len = (base + out.len() - at) as usize;
+        let val_len = if val_at + EXT_FIELD_LEN < rec_len {
+            rec_len - EXT_FIELD_LEN - val_at
+        } else {
+            0
+        };
+        index.add(e.key, e.kind, at, rec_len, val_at, val_len, crc, flags);
         stream.combine(&h);
         stream.update(&crc.to_le_bytes());
         if stream.total_len() > PB_LIMIT {
@@ -259,7 +295,28 @@ fn put_batch<'a>(
             )));
         }
     }
-    Ok(())
+    Ok(index)
+}
+
+/// Writes the index of a batch at file offset `at` into `out`, feeding `stream`.
+fn put_index(
+    index: IndexWriter,
+    file_id: u64,
+    seq: u32,
+    prev: Option<IndexTip>,
+    at: u64,
+    stream: &mut Hasher,
+    out: &mut Output<'_>,
+) -> Result<IndexTip, EncodeError> {
+    let (rec, tip) = index.finish(file_id, seq, prev, stream.clone().finalize(), at);
+    stream.update(&rec);
+    out.put(&rec);
+    if stream.total_len() > PB_LIMIT {
+        return Err(EncodeError(
+            "the file would exceed the 2 GiB protobuf limit".into(),
+        ));
+    }
+    Ok(tip)
 }
 
 /// Writes a whole checked-1.1 file.
@@ -284,7 +341,16 @@ pub(super) fn encode11<'a>(
     stream.update(&head);
     out.put(&head);
     let has_platform = entries.iter().any(|e| e.key == PLATFORM_INFO_KEY);
-    put_batch(entries, params.file_id, 0, has_platform, &mut stream, out)?;
+    let index = put_batch(
+        entries,
+        params.file_id,
+        0,
+        has_platform,
+        0,
+        &mut stream,
+        out,
+    )?;
+    let tip = put_index(index, params.file_id, 0, None, out.len(), &mut stream, out)?;
     let stream_crc = stream.finalize();
     out.put(&stream_crc.to_le_bytes());
     Ok(CheckedInfo {
@@ -294,6 +360,7 @@ pub(super) fn encode11<'a>(
         stream_crc,
         file_len: out.len(),
         has_platform,
+        index: Some(tip),
     })
 }
 
@@ -312,7 +379,16 @@ pub(super) fn encode11_append<'a>(
     let count = u32::try_from(batch.len()).map_err(|_| EncodeError("too many entries".into()))?;
     let has_platform = info.has_platform || batch.iter().any(|e| e.key == PLATFORM_INFO_KEY);
     let mut stream = Hasher::new_with_initial_len(info.stream_crc, info.file_len - 4);
-    put_batch(batch, info.file_id, seq, has_platform, &mut stream, out)?;
+    let base = info.file_len - 4;
+    let index = put_batch(
+        batch,
+        info.file_id,
+        seq,
+        has_platform,
+        base,
+        &mut stream,
+        out,
+    )?;
     let mut commit = tag_bytes(COMMIT_FIELD, COMMIT_LEN);
     commit.extend_from_slice(&info.file_id.to_le_bytes());
     commit.extend_from_slice(&seq.to_le_bytes());
@@ -322,6 +398,11 @@ pub(super) fn encode11_append<'a>(
     commit.extend_from_slice(&crc.to_le_bytes());
     stream.update(&commit);
     tail.put(&commit);
+    // An index that would not chain to batch 0 is written all the same: an open then walks the
+    // records, as for a file without one.
+    let prev = info.index.filter(|t| t.seq == info.last_seq);
+    let at = base + out.len() + tail.len();
+    let tip = put_index(index, info.file_id, seq, prev, at, &mut stream, tail)?;
     let stream_crc = stream.finalize();
     tail.put(&stream_crc.to_le_bytes());
     Ok(CheckedInfo {
@@ -329,8 +410,9 @@ pub(super) fn encode11_append<'a>(
         generation: info.generation,
         last_seq: seq,
         stream_crc,
-        file_len: info.file_len - 4 + out.len() + tail.len(),
+        file_len: base + out.len() + tail.len(),
         has_platform,
+        index: Some(tip),
     })
 }
 

@@ -10,7 +10,7 @@ use super::crc::Crc;
 use super::stock::{Kv, KvValue, EXT_FIELD};
 use super::wire::{Reader, WT_I32, WT_I64, WT_LEN, WT_VARINT};
 use super::{
-    Budget, CheckedInfo, Damage, Decoded, DecodedEntry, EntryCheck, FirstOfEach, Format,
+    Budget, CheckedInfo, Damage, Decoded, DecodedEntry, EntryCheck, FirstOfEach, Format, IndexTip,
     PLATFORM_INFO_KEY,
 };
 use crc32fast::Hasher;
@@ -28,6 +28,12 @@ pub trait Source {
     /// The `want` bytes at `at`, fewer only where the file ends first (none at or past its end);
     /// `None` when they cannot be read (the walk then gives up).
     fn peek(&mut self, at: usize, want: usize) -> Option<&[u8]>;
+
+    /// The `want` bytes at `at` in a buffer of their own, as [`Source::peek`] gives them; a
+    /// reader can fetch them without passing through its window.
+    fn read_owned(&mut self, at: usize, want: usize) -> Option<Vec<u8>> {
+        self.peek(at, want).map(<[u8]>::to_vec)
+    }
 }
 
 /// A [`Source`] over bytes in memory.
@@ -58,6 +64,9 @@ pub trait Sink {
         check: Option<EntryCheck>,
         record: Option<(&[u8], usize)>,
     ) -> bool;
+
+    /// Forgets every entry pushed so far (the open then tries the next way to read the file).
+    fn clear(&mut self);
 }
 
 /// What a successful walk found besides the entries.
@@ -69,8 +78,23 @@ pub struct Walked {
 }
 
 const ENTRY_TAG: u64 = 1 << 3 | WT_LEN;
+const INDEX_TAG: u64 = super::index::INDEX_FIELD << 3 | WT_LEN;
 /// The most bytes a commit record's framing can take: a tag and a length of at most 10 bytes each.
 const COMMIT_MAX: usize = 10 + 10 + super::checked::COMMIT_LEN;
+
+/// Reads the framing of an intact checked-1.1 file through its index chain, or, when it has none
+/// that holds, by walking its records ([`walk11`]); each way with a memory budget of its own.
+pub(crate) fn walk11_any(src: &mut dyn Source, sink: &mut dyn Sink) -> Option<Walked> {
+    let n = src.len();
+    let budget = || Budget::for_input(n);
+    let mut mem = budget();
+    if let Some(w) = super::index::open_indexed(src, &mut mem, sink) {
+        return Some(w);
+    }
+    sink.clear();
+    let mut mem = budget();
+    walk11(src, &mut mem, sink)
+}
 
 /// Walks a checked-1.1 file exactly as its writer left it: the header verifies, the records
 /// follow one another to the trailer with this file's id (each entry's extension in its place),
@@ -100,17 +124,31 @@ pub(crate) fn walk11(
     let mut key = Vec::new();
     let ext_tag_bytes = tag_bytes(EXT_FIELD, EXT_LEN);
     let mut p = header.end;
+    let mut tip = None;
     while p < records_end {
         let mut r = Reader::new(src.peek(p, 20)?, 0);
         let tag = r.varint()?;
         if tag != ENTRY_TAG {
-            let w = src.peek(p, COMMIT_MAX)?;
-            let (rec, end) = parse_record(w, 0, Some(file_id), &mut unbounded, Crc::direct())?;
-            let Record::Commit { seq, count, .. } = rec else {
-                return None;
+            // A commit record, or an index (whose length is read first: it can be long).
+            let want = if tag == INDEX_TAG {
+                r.varint()?.checked_add(r.pos() as u64)? as usize
+            } else {
+                COMMIT_MAX
             };
+            let w = src.peek(p, want)?;
+            let (rec, end) = parse_record(w, 0, Some(file_id), &mut unbounded, Crc::direct())?;
+            match rec {
+                Record::Commit { seq, count, .. } => commits.push((seq, count)),
+                Record::Index { seq, .. } => {
+                    tip = Some(IndexTip {
+                        at: p as u32,
+                        len: end as u32,
+                        seq,
+                    })
+                }
+                Record::Entry { .. } => return None,
+            }
             stream.update(&w[..end]);
-            commits.push((seq, count));
             p += end;
             continue;
         }
@@ -147,6 +185,7 @@ pub(crate) fn walk11(
         let check = EntryCheck {
             record: p..end - 4,
             crc,
+            framing: None,
         };
         let is_platform = key == PLATFORM_INFO_KEY;
         // The platform-info entry decides whether others are kept, and a built array must come
@@ -214,6 +253,7 @@ pub(crate) fn walk11(
             stream_crc,
             file_len: len as u64,
             has_platform,
+            index: tip.filter(|t| (t.at + t.len) as usize == records_end),
         },
         generation: header.generation,
     })
@@ -342,10 +382,7 @@ fn kvpair_framing(
 ///
 /// Only the bytes an entry's own checksum covers are left unverified, so a file that passes here
 /// and whose every entry verifies is one the eager decoder reads intact, with the same entries.
-pub(super) fn decode11_lazy(
-    bytes: &[u8],
-    mem: &mut Budget,
-) -> Option<(Decoded, Vec<Option<EntryCheck>>)> {
+pub(super) fn decode11_lazy(bytes: &[u8]) -> Option<(Decoded, Vec<Option<EntryCheck>>)> {
     struct Collect<'a> {
         bytes: &'a [u8],
         first: FirstOfEach<'a>,
@@ -368,6 +405,12 @@ pub(super) fn decode11_lazy(
             self.checks.push(check);
             true
         }
+
+        fn clear(&mut self) {
+            self.first = FirstOfEach::new();
+            self.entries.clear();
+            self.checks.clear();
+        }
     }
     let mut c = Collect {
         bytes,
@@ -375,7 +418,7 @@ pub(super) fn decode11_lazy(
         entries: Vec::new(),
         checks: Vec::new(),
     };
-    let walked = walk11(&mut SliceSource(bytes), mem, &mut c)?;
+    let walked = walk11_any(&mut SliceSource(bytes), &mut c)?;
     let decoded = Decoded {
         format: Format::Checked11,
         entries: c.entries,

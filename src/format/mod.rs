@@ -7,6 +7,7 @@
 
 mod checked;
 mod crc;
+mod index;
 mod lazy;
 mod salvage;
 mod stock;
@@ -153,14 +154,59 @@ pub struct EntryCheck {
     pub record: Range<usize>,
     /// The checksum they must have.
     pub crc: u32,
+    /// For an entry found through the file's index (whose record was not parsed at open): the
+    /// framing the record must have besides.
+    pub framing: Option<Framing>,
+}
+
+/// What an entry's record must say besides its checksum when it was found through the index:
+/// the record itself was not parsed when the file was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    /// The file's id, in the record's extension.
+    pub file_id: u64,
+    /// The batch, in the record's extension.
+    pub seq: u32,
+    /// The record's flags, in its extension.
+    pub flags: u32,
+    /// The CRC-32 of the key the index gives for the entry.
+    pub key_crc: u32,
 }
 
 impl EntryCheck {
-    /// Whether the entry's bytes in `input` (the input it was decoded from) match its checksum.
-    pub fn verify(&self, input: &[u8]) -> bool {
-        input
-            .get(self.record.clone())
-            .is_some_and(|b| crc32fast::hash(b) == self.crc)
+    /// Bytes past `record` that a first use reads too: the checksum the record stores, for an
+    /// entry found through the index (the walk compared it at open).
+    pub fn stored_crc_len(&self) -> usize {
+        if self.framing.is_some() {
+            4
+        } else {
+            0
+        }
+    }
+
+    /// Whether the entry's bytes in `input` (the input it was decoded from) match its checksum
+    /// and, for an entry found through the index, are framed as the index says (`value`: the
+    /// value's range in `input`).
+    pub fn verify(&self, input: &[u8], value: Range<usize>) -> bool {
+        let end = self.record.end + self.stored_crc_len();
+        input.get(self.record.start..end).is_some_and(|_| {
+            crc32fast::hash(&input[self.record.clone()]) == self.crc
+                && self.framing_ok(
+                    &input[self.record.start..value.start],
+                    &input[value.end..end],
+                    value.len(),
+                )
+        })
+    }
+
+    /// Whether the record's bytes before its value and after it (`after`: up to the end of the
+    /// record for an entry found through the index, whose stored checksum is compared too) are
+    /// framed as the index said; always true for an entry whose framing was walked at open.
+    pub fn framing_ok(&self, before: &[u8], after: &[u8], value_len: usize) -> bool {
+        match &self.framing {
+            Some(f) => index::framing_ok(before, after, value_len, f, self.crc),
+            None => true,
+        }
     }
 }
 
@@ -213,6 +259,22 @@ pub struct CheckedInfo {
     pub file_len: u64,
     /// Whether the committed state holds the platform-info key.
     pub has_platform: bool,
+    /// The newest index record, when the file ends with one (the next append's index points to it).
+    pub index: Option<IndexTip>,
+}
+
+/// Bytes of one entry's item in a checked-1.1 index record, beside its key.
+pub const INDEX_ITEM_LEN: usize = index::ITEM_LEN;
+
+/// Where a checked-1.1 file's newest index record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexTip {
+    /// Its offset in the file.
+    pub at: u32,
+    /// Its length, tag included.
+    pub len: u32,
+    /// The batch it indexes.
+    pub seq: u32,
 }
 
 /// The result of decoding a file.
@@ -355,7 +417,7 @@ fn decode_lazy_with(
     crc: Crc<'_>,
 ) -> Result<(Decoded, Vec<Option<EntryCheck>>), NotACache> {
     if checked::looks_checked11(bytes) {
-        if let Some(lazy) = lazy::decode11_lazy(bytes, &mut Budget::for_input(bytes.len())) {
+        if let Some(lazy) = lazy::decode11_lazy(bytes) {
             return Ok(lazy);
         }
     }
@@ -370,8 +432,7 @@ fn decode_lazy_with(
 /// must be discarded. Reads only what the framing needs, so a value's bytes are never fetched
 /// beyond what shares a read with framing. Entries are charged to the memory budget of a decode.
 pub fn walk_lazy(src: &mut dyn Source, sink: &mut dyn Sink) -> Option<Walked> {
-    let mut budget = Budget::for_input(src.len());
-    lazy::walk11(src, &mut budget, sink)
+    lazy::walk11_any(src, sink)
 }
 
 /// Whether `prefix` (the start of a file) is the start of a checked-1.1 file, whose entries
@@ -478,8 +539,9 @@ impl std::error::Error for EncodeError {}
 pub const MAX_PAIR_FIELD: u64 = i32::MAX as u64;
 /// Largest format-B file (the protobuf limit of 2 GiB - 1 that MACE's reader enforces).
 pub const MAX_PROTOBUF_FILE: u64 = i32::MAX as u64;
-/// Bytes of a file that belong to no entry, at most (headers, tails, trailers).
-const FILE_OVERHEAD_BOUND: u64 = 64;
+/// Bytes of a file that belong to no entry, at most (headers, tails, trailers, an index's own
+/// fields).
+const FILE_OVERHEAD_BOUND: u64 = 128;
 
 /// The largest file `format` can be written as: 2 GiB - 1 for the protobuf formats; format A has no
 /// limit of its own (each key and value is limited instead).
@@ -503,8 +565,9 @@ pub fn entry_len_bound(format: Format, key_len: usize, value_len: usize, kind: V
             } else {
                 v
             };
-            // Tags and varint lengths (at most 2 x (1 + 5) + 6), and checked-1.1's extension.
-            18 + 23 + k + value
+            // Tags and varint lengths (at most 2 x (1 + 5) + 6), checked-1.1's extension, and
+            // its item in the batch's index.
+            18 + 23 + index::ITEM_LEN as u64 + k + k + value
         }
     }
 }
@@ -701,7 +764,7 @@ pub struct Append<'a> {
     /// The batch's entry records, written at `info.file_len - 4` (over the old trailer) and synced
     /// before `commit` is written: a commit record on disk must prove every record before it.
     pub records: Output<'a>,
-    /// The commit record and the new trailer, written right after `records`.
+    /// The commit record, the batch's index and the new trailer, written right after `records`.
     pub commit: Output<'static>,
     /// The file's state once both are written.
     pub info: CheckedInfo,

@@ -7,7 +7,7 @@ use super::checked::{parse_header, parse_record, Header, Record, EXT_FIELD_LEN};
 use super::crc::Crc;
 use super::{
     apply_platform_rule, Budget, CheckedInfo, Damage, Decoded, DecodedEntry, FirstOfEach, Format,
-    PLATFORM_INFO_KEY,
+    IndexTip, PLATFORM_INFO_KEY,
 };
 use crc32fast::Hasher;
 
@@ -40,6 +40,8 @@ struct Walk<'a> {
     damaged_regions: u64,
     /// Whether the file ends with the stream's CRC-32, as stock readers check it.
     trailer_ok: bool,
+    /// The last index record seen.
+    index: Option<IndexTip>,
 }
 
 impl<'a> Walk<'a> {
@@ -56,6 +58,7 @@ impl<'a> Walk<'a> {
             commits: Vec::new(),
             damaged_regions: 0,
             trailer_ok: false,
+            index: None,
         };
         match header {
             Some(h) => {
@@ -152,6 +155,21 @@ impl<'a> Walk<'a> {
                 }
                 self.commits.push((seq, count));
             }
+            Record::Index {
+                file_id: id,
+                seq,
+                len: n,
+            } => {
+                self.file_id.get_or_insert(id);
+                if let Some(s) = self.stream.as_mut() {
+                    s.update(&bytes[p..end]);
+                }
+                self.index = Some(IndexTip {
+                    at: p as u32,
+                    len: n as u32,
+                    seq,
+                });
+            }
         }
         true
     }
@@ -169,7 +187,7 @@ impl<'a> Walk<'a> {
         self.stream = None;
         self.damaged_regions += 1;
         let next = (p + 1..len.saturating_sub(EXT_FIELD_LEN))
-            .filter(|&q| bytes[q] == 0x0a || bytes[q] == 0xf2)
+            .filter(|&q| matches!(bytes[q], 0x0a | 0xf2 | 0xea))
             .find(|&q| parse_record(bytes, q, self.file_id, budget, crc).is_some());
         let q = next.unwrap_or(len);
         damage.bytes_ignored += (q - p) as u64;
@@ -274,6 +292,7 @@ fn decoded11(
             has_platform: entries
                 .iter()
                 .any(|e| &bytes[e.key.clone()] == PLATFORM_INFO_KEY),
+            index: walk.index.filter(|t| (t.at + t.len) as usize + 4 == len),
         }),
         _ => None,
     };

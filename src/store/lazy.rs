@@ -60,6 +60,18 @@ impl Source for Windowed<'_> {
         let from = at - self.start;
         Some(&self.buf[from..from + want])
     }
+
+    fn read_owned(&mut self, at: usize, want: usize) -> Option<Vec<u8>> {
+        let at = at.min(self.len);
+        let mut buf = vec![0; want.min(self.len - at)];
+        match self.handle.read_exact_at(at as u64, &mut buf) {
+            Ok(()) => Some(buf),
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
+        }
+    }
 }
 
 /// Reads `len` bytes of `handle` from offset 0 into one buffer of exactly that size, calling
@@ -132,7 +144,7 @@ impl Lazy {
             return Got::Failed { first: false };
         }
         let rec = self.check.record.clone();
-        let mut buf = vec![0u8; rec.len()];
+        let mut buf = vec![0u8; rec.len() + self.check.stored_crc_len()];
         let mut h = crc32fast::Hasher::new();
         let mut done = 0;
         while done < buf.len() {
@@ -141,15 +153,20 @@ impl Lazy {
             if let Err(e) = self.handle.read_exact_at((rec.start + done) as u64, piece) {
                 return Got::Io(e);
             }
-            h.update(piece);
+            h.update(&piece[..n.min(rec.len().saturating_sub(done))]);
             done += n;
         }
-        if h.finalize() != self.check.crc {
+        let range = self.value.start - rec.start..self.value.end - rec.start;
+        let framed = || {
+            let (before, rest) = buf.split_at(range.start);
+            self.check
+                .framing_ok(before, &rest[range.len()..], range.len())
+        };
+        if h.finalize() != self.check.crc || !framed() {
             self.failed.store(true, Ordering::Release);
             return Got::Failed { first: true };
         }
         let owner: Backing = Arc::new(buf);
-        let range = self.value.start - rec.start..self.value.end - rec.start;
         let v = Value::slice_of(&owner, range).expect("the value lies within its record");
         let _ = self.loaded.set(v.clone());
         Got::Good(v)
@@ -177,7 +194,7 @@ impl Lazy {
         // the small parts go to buffers of their own, one hasher runs over the three in order.
         let rec = &self.check.record;
         let mut before = vec![0u8; self.value.start - rec.start];
-        let mut after = vec![0u8; rec.end - self.value.end];
+        let mut after = vec![0u8; rec.end - self.value.end + self.check.stored_crc_len()];
         let mut h = crc32fast::Hasher::new();
         if let Err(e) = self.handle.read_exact_at(rec.start as u64, &mut before) {
             return Got::Io(e);
@@ -197,8 +214,8 @@ impl Lazy {
         if let Err(e) = self.handle.read_exact_at(self.value.end as u64, &mut after) {
             return Got::Io(e);
         }
-        h.update(&after);
-        if h.finalize() != self.check.crc {
+        h.update(&after[..rec.end - self.value.end]);
+        if h.finalize() != self.check.crc || !self.check.framing_ok(&before, &after, out.len()) {
             self.failed.store(true, Ordering::Release);
             return Got::Failed { first: true };
         }
@@ -245,5 +262,9 @@ impl Sink for Collect<'_> {
             kind: entry.kind,
         });
         true
+    }
+
+    fn clear(&mut self) {
+        self.base.clear();
     }
 }
