@@ -3,7 +3,10 @@
 //!
 //! The durability protocol (temp file, fsync, rename, directory fsync; pwrite + fdatasync for appends)
 //! is written once, in [`replace_atomically`] and the store, on top of the primitive calls of [`Fs`], so
-//! the simulated filesystem exercises exactly the sequence the real one runs.
+//! the simulated filesystem exercises exactly the sequence the real one runs. The real one,
+//! [`posix::PosixFs`], also keeps the file a rename replaces open and closes it on another thread
+//! once the directory sync has finished, so that freeing its blocks is not on the caller's path;
+//! what is durable when is the same (the simulated one, where freeing costs nothing, does not).
 
 pub mod opencl;
 pub mod os;
