@@ -9,7 +9,8 @@ use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The operating system's filesystem.
@@ -20,47 +21,14 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PosixFs;
 
-/// The closes handed off the caller's path, and the directory syncs some of them wait for.
-struct Releases {
-    state: Mutex<ReleaseState>,
-    changed: Condvar,
-}
-
-struct ReleaseState {
-    /// Directory syncs finished so far (any directory).
-    dir_syncs: u64,
-    /// Closer threads not finished yet.
-    closers: usize,
-    /// The files (device, inode) handed off, and those closed since, for the tests to wait on.
-    #[cfg(test)]
-    handed: Vec<(u64, u64)>,
-    #[cfg(test)]
-    closed: Vec<(u64, u64)>,
-}
-
-static RELEASES: Releases = Releases {
-    state: Mutex::new(ReleaseState {
-        dir_syncs: 0,
-        closers: 0,
-        #[cfg(test)]
-        handed: Vec::new(),
-        #[cfg(test)]
-        closed: Vec::new(),
-    }),
-    changed: Condvar::new(),
-};
+/// Directory syncs finished so far (any directory), for the closes that wait for one. An atomic,
+/// not a lock the closer threads take: a process that forks while one of them runs must not leave
+/// its child a lock held by a thread the child does not have.
+static DIR_SYNCS: AtomicU64 = AtomicU64::new(0);
 
 /// The longest a replaced file's close waits for the directory sync that normally follows its
 /// rename: a caller that never syncs still gets the file's space back soon.
 const AWAIT_DIR_SYNC: Duration = Duration::from_secs(1);
-
-fn releases() -> MutexGuard<'static, ReleaseState> {
-    // The state is two counters, consistent after any panic: a poisoned lock is still good.
-    RELEASES
-        .state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Closes `f` on a short-lived detached thread, once a directory sync has finished after the call
 /// if `after_dir_sync` (or [`AWAIT_DIR_SYNC`] has passed); inline if no thread can be started.
@@ -72,68 +40,73 @@ fn releases() -> MutexGuard<'static, ReleaseState> {
 /// transaction, which the journal commits in the background. A process that exits before the
 /// thread runs loses nothing: the kernel closes the descriptor then.
 fn close_off_path(f: File, after_dir_sync: bool) {
+    let seen = DIR_SYNCS.load(Ordering::Acquire);
     #[cfg(test)]
-    let id = f.metadata().map(|m| (m.dev(), m.ino())).unwrap_or_default();
-    let seen = {
-        let mut s = releases();
-        s.closers += 1;
-        #[cfg(test)]
-        s.handed.push(id);
-        s.dir_syncs
-    };
+    let id = closes::handed(&f);
     let spawned = std::thread::Builder::new()
         .name("mace-storage-close".into())
         .stack_size(64 * 1024)
         .spawn(move || {
             if after_dir_sync {
-                let s = releases();
-                // Spurious wakeups and unrelated notifications are filtered by the counter.
-                let _ = RELEASES
-                    .changed
-                    .wait_timeout_while(s, AWAIT_DIR_SYNC, |s| s.dir_syncs == seen);
+                // Polled, with no lock to share (see DIR_SYNCS); the sync takes a few ms.
+                let start = Instant::now();
+                let mut pause = Duration::from_micros(100);
+                while DIR_SYNCS.load(Ordering::Acquire) == seen && start.elapsed() < AWAIT_DIR_SYNC
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(10));
+                }
             }
             drop(f);
-            closer_done(
-                #[cfg(test)]
-                id,
-            );
+            #[cfg(test)]
+            closes::closed(id);
         });
     if spawned.is_err() {
         // The closure, and `f` with it, was dropped by the failed spawn: closed inline.
-        closer_done(
-            #[cfg(test)]
-            id,
-        );
+        #[cfg(test)]
+        closes::closed(id);
     }
 }
 
-fn closer_done(#[cfg(test)] id: (u64, u64)) {
-    let mut s = releases();
-    s.closers -= 1;
-    #[cfg(test)]
-    s.closed.push(id);
-    drop(s);
-    RELEASES.changed.notify_all();
-}
-
-/// Records a finished directory sync, for the closes waiting for one.
-fn dir_synced() {
-    releases().dir_syncs += 1;
-    RELEASES.changed.notify_all();
-}
-
-/// How many descriptors of the file `id` (device, inode) were handed off, and then whether every
-/// one of their closers finished within `limit`.
+/// The files whose close was handed off, and those closed since, for the tests to wait on.
 #[cfg(test)]
-fn wait_closed(id: (u64, u64), limit: Duration) -> (usize, bool) {
-    let count = |v: &[(u64, u64)]| v.iter().filter(|&&x| x == id).count();
-    let s = releases();
-    let (s, _) = RELEASES
-        .changed
-        .wait_timeout_while(s, limit, |s| count(&s.closed) < count(&s.handed))
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let handed = count(&s.handed);
-    (handed, count(&s.closed) == handed)
+mod closes {
+    use std::fs::File;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::{Condvar, Mutex};
+    use std::time::Duration;
+
+    /// (device, inode) of each file handed off, and of each closed.
+    type Log = (Vec<(u64, u64)>, Vec<(u64, u64)>);
+    static LOG: Mutex<Log> = Mutex::new((Vec::new(), Vec::new()));
+    static CHANGED: Condvar = Condvar::new();
+
+    fn log() -> std::sync::MutexGuard<'static, Log> {
+        LOG.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn handed(f: &File) -> (u64, u64) {
+        let id = f.metadata().map(|m| (m.dev(), m.ino())).unwrap_or_default();
+        log().0.push(id);
+        id
+    }
+
+    pub fn closed(id: (u64, u64)) {
+        log().1.push(id);
+        CHANGED.notify_all();
+    }
+
+    /// How many descriptors of the file `id` were handed off, and then whether every one of
+    /// their closes finished within `limit`.
+    pub fn wait_closed(id: (u64, u64), limit: Duration) -> (usize, bool) {
+        let count = |v: &[(u64, u64)]| v.iter().filter(|&&x| x == id).count();
+        let (l, _) = CHANGED
+            .wait_timeout_while(log(), limit, |l| count(&l.1) < count(&l.0))
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let handed = count(&l.0);
+        (handed, count(&l.1) == handed)
+    }
 }
 
 /// A descriptor of the regular file at `to`, opened without following a link and without blocking,
@@ -425,7 +398,7 @@ impl Fs for PosixFs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let synced = File::open(dir).and_then(|d| d.sync_all());
         // Failed or not, the sync is over: a close waiting for it would only wait for its timeout.
-        dir_synced();
+        DIR_SYNCS.fetch_add(1, Ordering::Release);
         synced
     }
 
@@ -785,7 +758,7 @@ mod tests {
     /// Waits for the closes of the file `old` replaced in directory `d`, which `holders`
     /// descriptors held across the rename, and checks that no descriptor of it is left.
     fn assert_released(d: &Path, old: (u64, u64), holders: usize) {
-        let (handed, closed) = wait_closed(old, Duration::from_secs(30));
+        let (handed, closed) = closes::wait_closed(old, Duration::from_secs(30));
         assert!(
             handed >= holders,
             "{handed} closes of the replaced file handed off the caller's path, not {holders}"
@@ -869,7 +842,7 @@ mod tests {
         PosixFs.rename(&from, &to).unwrap();
         assert_eq!(std::fs::read(&to).unwrap(), b"new");
         assert_eq!(
-            wait_closed(fifo, Duration::ZERO).0,
+            closes::wait_closed(fifo, Duration::ZERO).0,
             0,
             "a FIFO was opened to be held"
         );
