@@ -86,12 +86,14 @@ mod closes {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Records that `f`'s close was handed off; returns its (device, inode).
     pub fn handed(f: &File) -> (u64, u64) {
         let id = f.metadata().map(|m| (m.dev(), m.ino())).unwrap_or_default();
         log().0.push(id);
         id
     }
 
+    /// Records that a close of the file `id` finished.
     pub fn closed(id: (u64, u64)) {
         log().1.push(id);
         CHANGED.notify_all();
