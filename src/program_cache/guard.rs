@@ -525,8 +525,18 @@ fn scan(fs: &dyn Fs, cache: &Path, stats: &mut GuardStats) -> (Vec<Vec<u8>>, u32
 
 /// One thread for the whole process that ends marks whose window has passed.
 struct Timer {
-    due: Mutex<Vec<(Instant, Weak<Guard>, u64)>>,
+    due: Mutex<Due>,
     wake: Condvar,
+}
+
+/// The marks waiting for their window to pass, and when the thread wakes by itself.
+#[derive(Default)]
+struct Due {
+    marks: Vec<(Instant, Weak<Guard>, u64)>,
+    /// The deadline the thread sleeps until; `None` while it runs or sleeps without one. A mark
+    /// due later needs no wake-up: the drop-in marks on every `Find`, and waking the thread each
+    /// time would cost a context switch per program.
+    wakes_at: Option<Instant>,
 }
 
 fn timer() -> &'static Timer {
@@ -540,7 +550,7 @@ fn timer() -> &'static Timer {
         }
     }
     let t: &'static Timer = Box::leak(Box::new(Timer {
-        due: Mutex::new(Vec::new()),
+        due: Mutex::new(Due::default()),
         wake: Condvar::new(),
     }));
     // Without a thread, marks stay until the next call or exit, which is only more cautious.
@@ -555,19 +565,22 @@ impl Timer {
     fn schedule(&self, at: Instant, guard: Weak<Guard>, generation: u64) {
         let mut due = self.due.lock();
         // Only the newest mark of a guard matters; older ones are stale by generation anyway.
-        due.retain(|(_, g, _)| !Weak::ptr_eq(g, &guard));
-        due.push((at, guard, generation));
-        self.wake.notify_one();
+        due.marks.retain(|(_, g, _)| !Weak::ptr_eq(g, &guard));
+        due.marks.push((at, guard, generation));
+        if due.wakes_at.map_or(true, |w| at < w) {
+            self.wake.notify_one();
+        }
     }
 
     fn run(&self) {
         let mut due = self.due.lock();
         loop {
+            due.wakes_at = None;
             let now = Instant::now();
-            let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut *due)
+            let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut due.marks)
                 .into_iter()
                 .partition(|d| d.0 <= now);
-            *due = waiting;
+            due.marks = waiting;
             if !ready.is_empty() {
                 drop(due);
                 for (_, g, generation) in ready {
@@ -578,8 +591,9 @@ impl Timer {
                 due = self.due.lock();
                 continue;
             }
-            match due.iter().map(|d| d.0).min() {
+            match due.marks.iter().map(|d| d.0).min() {
                 Some(next) => {
+                    due.wakes_at = Some(next);
                     self.wake.wait_until(&mut due, next);
                 }
                 None => self.wake.wait(&mut due),
