@@ -279,9 +279,13 @@ pub(super) fn open_indexed(
             }
         }
         // The chain, newest first.
+        // Indexes that tile the file do not overlap: what the chain reads stays within the file,
+        // however a hostile one points its indexes at one another.
+        let mut read = newest.len;
         let mut chain = vec![newest];
         while let Some((at, n)) = chain.last().and_then(|i| i.prev) {
             let want = chain.last().map(|i| i.seq.checked_sub(1))??;
+            read = read.checked_add(n).filter(|&r| r <= records_end - header.end)?;
             let index = index_at(src, at, n)?;
             if index.seq != want {
                 return None;
