@@ -285,7 +285,9 @@ pub(super) fn open_indexed(
         let mut chain = vec![newest];
         while let Some((at, n)) = chain.last().and_then(|i| i.prev) {
             let want = chain.last().map(|i| i.seq.checked_sub(1))??;
-            read = read.checked_add(n).filter(|&r| r <= records_end - header.end)?;
+            read = read
+                .checked_add(n)
+                .filter(|&r| r <= records_end - header.end)?;
             let index = index_at(src, at, n)?;
             if index.seq != want {
                 return None;

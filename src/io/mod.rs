@@ -59,6 +59,16 @@ pub trait ReadHandle: Send + Sync {
     /// Fills `buf` with the bytes at `offset`; an `UnexpectedEof` error if they lie (even partly)
     /// past the length at open or past the file's end now.
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Fills `bufs` one after another with the bytes from `offset` on, as consecutive
+    /// [`ReadHandle::read_exact_at`] calls would, in one system call where the platform has one.
+    fn read_exact_vectored_at(&self, offset: u64, bufs: &mut [&mut [u8]]) -> io::Result<()> {
+        let mut at = offset;
+        for b in bufs.iter_mut() {
+            self.read_exact_at(at, b)?;
+            at += b.len() as u64;
+        }
+        Ok(())
+    }
     /// The identity of the open file as it is now.
     fn meta(&self) -> io::Result<FileMeta>;
 }

@@ -299,6 +299,57 @@ impl ReadHandle for PosixRead {
         Ok(())
     }
 
+    fn read_exact_vectored_at(&self, offset: u64, bufs: &mut [&mut [u8]]) -> io::Result<()> {
+        let total = bufs.iter().map(|b| b.len()).sum::<usize>();
+        if !within(offset, total, self.len) {
+            return Err(past_the_end());
+        }
+        // A record and its value come in one preadv: the value straight into the caller's buffer,
+        // the bytes around it into small ones.
+        let mut iov: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .filter(|b| !b.is_empty())
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let fd = self.file.file().as_raw_fd();
+        let (mut first, mut done) = (0, 0usize);
+        while first < iov.len() {
+            let at = libc::off_t::try_from(offset + done as u64).map_err(|_| past_the_end())?;
+            let count = (iov.len() - first).min(1024) as libc::c_int;
+            // SAFETY: every iovec points into a buffer of `bufs`, borrowed mutably for this call
+            // and not otherwise touched while preadv writes into it; `count` entries from `first`
+            // lie within `iov`.
+            let n = unsafe { libc::preadv(fd, iov[first..].as_ptr(), count, at) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(past_the_end());
+            }
+            let mut n = n as usize;
+            done += n;
+            // Past the buffers filled whole, and into the one filled in part.
+            while first < iov.len() && n >= iov[first].iov_len {
+                n -= iov[first].iov_len;
+                first += 1;
+            }
+            if n > 0 {
+                let v = &mut iov[first];
+                // SAFETY: `n` is less than this iovec's length: the pointer stays in its buffer.
+                v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n) }.cast();
+                v.iov_len -= n;
+            }
+        }
+        Ok(())
+    }
+
     fn meta(&self) -> io::Result<FileMeta> {
         Ok(meta_of(&self.file.file().metadata()?))
     }
@@ -713,6 +764,44 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn a_vectored_read_fills_each_buffer_in_turn_and_never_past_the_length_at_open() {
+        use std::io::Write;
+        let d = tmpdir("vectored");
+        let p = d.join("f.bin");
+        let bytes: Vec<u8> = (0..20_000u32).map(|i| (i * 7 + i / 256) as u8).collect();
+        std::fs::write(&p, &bytes).unwrap();
+        let (h, _) = PosixFs.open_read(&p).unwrap().unwrap();
+        let (mut a, mut b, mut c, mut e) = (vec![0; 3], vec![], vec![0; 5000], vec![0; 7]);
+        h.read_exact_vectored_at(10, &mut [&mut a, &mut b, &mut c, &mut e])
+            .unwrap();
+        assert_eq!(a, bytes[10..13]);
+        assert_eq!(c, bytes[13..5013]);
+        assert_eq!(e, bytes[5013..5020]);
+        // More buffers than one preadv takes.
+        let mut ones = vec![[0u8; 1]; 3000];
+        let mut bufs: Vec<&mut [u8]> = ones.iter_mut().map(|o| &mut o[..]).collect();
+        h.read_exact_vectored_at(100, &mut bufs).unwrap();
+        let got: Vec<u8> = ones.iter().map(|o| o[0]).collect();
+        assert_eq!(got, bytes[100..3100]);
+        // Past the end: an error, whatever the split.
+        let (mut x, mut y) = (vec![0; 10], vec![0; 10]);
+        let err = h
+            .read_exact_vectored_at(19_985, &mut [&mut x, &mut y])
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        // The file grown since the open: still not read past the length it had then.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(&[1; 100])
+            .unwrap();
+        let mut z = vec![0; 50];
+        assert!(h.read_exact_vectored_at(19_990, &mut [&mut z]).is_err());
+        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]

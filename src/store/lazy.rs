@@ -196,23 +196,36 @@ impl Lazy {
         let mut before = vec![0u8; self.value.start - rec.start];
         let mut after = vec![0u8; rec.end - self.value.end + self.check.stored_crc_len()];
         let mut h = crc32fast::Hasher::new();
-        if let Err(e) = self.handle.read_exact_at(rec.start as u64, &mut before) {
-            return Got::Io(e);
-        }
-        h.update(&before);
-        let mut done = 0;
-        while done < out.len() {
-            let n = (out.len() - done).min(CHUNK);
-            let piece = &mut out[done..done + n];
-            let at = self.value.start + done;
-            if let Err(e) = self.handle.read_exact_at(at as u64, piece) {
+        if out.len() <= CHUNK {
+            // One read for the record: it is checksummed while still in the CPU cache.
+            let read = self.handle.read_exact_vectored_at(
+                rec.start as u64,
+                &mut [&mut before[..], &mut *out, &mut after[..]],
+            );
+            if let Err(e) = read {
                 return Got::Io(e);
             }
-            h.update(piece);
-            done += n;
-        }
-        if let Err(e) = self.handle.read_exact_at(self.value.end as u64, &mut after) {
-            return Got::Io(e);
+            h.update(&before);
+            h.update(out);
+        } else {
+            if let Err(e) = self.handle.read_exact_at(rec.start as u64, &mut before) {
+                return Got::Io(e);
+            }
+            h.update(&before);
+            let mut done = 0;
+            while done < out.len() {
+                let n = (out.len() - done).min(CHUNK);
+                let piece = &mut out[done..done + n];
+                let at = self.value.start + done;
+                if let Err(e) = self.handle.read_exact_at(at as u64, piece) {
+                    return Got::Io(e);
+                }
+                h.update(piece);
+                done += n;
+            }
+            if let Err(e) = self.handle.read_exact_at(self.value.end as u64, &mut after) {
+                return Got::Io(e);
+            }
         }
         h.update(&after[..rec.end - self.value.end]);
         if h.finalize() != self.check.crc || !self.check.framing_ok(&before, &after, out.len()) {
