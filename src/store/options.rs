@@ -43,8 +43,9 @@ pub enum Verify {
     /// Every value at open, as the file is read.
     #[default]
     Eager,
-    /// For an intact checked-1.1 file, only its framing, commit records and trailer, and the
-    /// platform-info entry, are read and verified at open; the file is kept open and each value is
+    /// For an intact checked-1.1 file, only its framing (the header and the index chain at its
+    /// end, or else every record's framing, commit records and trailer) and the platform-info
+    /// entry are read and verified at open; the file is kept open and each value is
     /// read from it and verified on its first use (`get`, `entries`, a rewrite). Other files, and
     /// checked-1.1 files found damaged at open, are read and verified at open as with `Eager`.
     Lazy,
