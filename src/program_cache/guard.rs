@@ -527,6 +527,9 @@ fn scan(fs: &dyn Fs, cache: &Path, stats: &mut GuardStats) -> (Vec<Vec<u8>>, u32
 struct Timer {
     due: Mutex<Due>,
     wake: Condvar,
+    /// Times the thread went through its loop (woken, or its deadline passed).
+    #[cfg(test)]
+    rounds: std::sync::atomic::AtomicU64,
 }
 
 /// The marks waiting for their window to pass, and when the thread wakes by itself.
@@ -549,10 +552,7 @@ fn timer() -> &'static Timer {
             return t;
         }
     }
-    let t: &'static Timer = Box::leak(Box::new(Timer {
-        due: Mutex::new(Due::default()),
-        wake: Condvar::new(),
-    }));
+    let t: &'static Timer = Box::leak(Box::new(Timer::new()));
     // Without a thread, marks stay until the next call or exit, which is only more cautious.
     let _ = std::thread::Builder::new()
         .name("mace-storage-guard".into())
@@ -562,6 +562,15 @@ fn timer() -> &'static Timer {
 }
 
 impl Timer {
+    fn new() -> Self {
+        Timer {
+            due: Mutex::new(Due::default()),
+            wake: Condvar::new(),
+            #[cfg(test)]
+            rounds: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
     fn schedule(&self, at: Instant, guard: Weak<Guard>, generation: u64) {
         let mut due = self.due.lock();
         // Only the newest mark of a guard matters; older ones are stale by generation anyway.
@@ -575,6 +584,9 @@ impl Timer {
     fn run(&self) {
         let mut due = self.due.lock();
         loop {
+            #[cfg(test)]
+            self.rounds
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             due.wakes_at = None;
             let now = Instant::now();
             let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut due.marks)
@@ -609,6 +621,28 @@ mod tests {
 
     fn open(fs: &SimFs, cache: &str) -> (Arc<Guard>, Recovery) {
         Guard::open(Arc::new(fs.clone()), Path::new(cache))
+    }
+
+    #[test]
+    fn marks_due_after_the_timers_wake_up_do_not_wake_it() {
+        let t: &'static Timer = Box::leak(Box::new(Timer::new()));
+        std::thread::spawn(move || t.run());
+        let start = Instant::now();
+        // One guard marking program after program, as the drop-in's Finds do; none is due soon.
+        for i in 0..50 {
+            t.schedule(start + Duration::from_secs(60 + i), Weak::new(), i);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let rounds = t.rounds.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(rounds <= 3, "the timer woke {rounds} times for 50 marks");
+        // A mark due before its wake-up still wakes it, and ends when due.
+        t.schedule(Instant::now(), Weak::new(), 99);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while t.due.lock().marks.iter().any(|m| m.2 == 99) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(t.due.lock().marks.is_empty(), "the due mark was not taken");
     }
 
     fn markers(fs: &SimFs) -> usize {
