@@ -178,11 +178,11 @@ fn appended() -> Vec<u8> {
     let enc = encode(Format::Checked11, &ins[..1], props::PARAMS).unwrap();
     let mut file = enc.out.to_vec();
     let mut info = enc.info.unwrap();
-    let dev = [EntryIn {
-        key: DEVICE_NAME_KEY,
-        value: b"pthread-cpu",
-        kind: ValueKind::Bytes,
-    }];
+    let dev = [EntryIn::new(
+        DEVICE_NAME_KEY,
+        b"pthread-cpu",
+        ValueKind::Bytes,
+    )];
     for batch in [&ins[1..], &dev[..]] {
         let app = encode_append(&info, batch).unwrap();
         file.truncate(file.len() - 4);

@@ -92,11 +92,7 @@ fn generators() -> Vec<(&'static str, Vec<u8>)> {
         .collect();
     let ins: Vec<EntryIn> = keys
         .iter()
-        .map(|k| EntryIn {
-            key: k,
-            value: b"",
-            kind: ValueKind::Bytes,
-        })
+        .map(|k| EntryIn::new(k, b"", ValueKind::Bytes))
         .collect();
     for f in [Format::Checked11, Format::Checked10] {
         let file = format::encode(f, &ins, WriteParams::next(0))
@@ -115,11 +111,7 @@ fn generators() -> Vec<(&'static str, Vec<u8>)> {
     // Checked-1.1: one valid record repeated (every copy verifies).
     let one = format::encode(
         Format::Checked11,
-        &[EntryIn {
-            key: b"k",
-            value: b"",
-            kind: ValueKind::Bytes,
-        }],
+        &[EntryIn::new(b"k", b"", ValueKind::Bytes)],
         WriteParams::next(0),
     )
     .unwrap()
@@ -214,11 +206,7 @@ fn the_counter_sees_what_open_allocates() {
     let v = vec![9u8; 3 << 20];
     let file = format::encode(
         Format::Checked11,
-        &[EntryIn {
-            key: b"k",
-            value: &v,
-            kind: ValueKind::Bytes,
-        }],
+        &[EntryIn::new(b"k", &v, ValueKind::Bytes)],
         WriteParams::next(0),
     )
     .unwrap()

@@ -33,11 +33,7 @@ fn a_lazy_open_of_many_tiny_entries_stays_under_twice_the_file() {
         let value = vec![7u8; value_len];
         let entries: Vec<EntryIn> = keys
             .iter()
-            .map(|k| EntryIn {
-                key: k,
-                value: &value,
-                kind: ValueKind::Bytes,
-            })
+            .map(|k| EntryIn::new(k, &value, ValueKind::Bytes))
             .collect();
         let bytes = format::encode(Format::Checked11, &entries, WriteParams::next(0))
             .unwrap()
@@ -86,17 +82,13 @@ fn a_lazy_open_of_a_30_mb_file_allocates_far_less_than_the_file() {
     let value: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
     let mut entries: Vec<EntryIn> = keys
         .iter()
-        .map(|k| EntryIn {
-            key: k,
-            value: &value,
-            kind: ValueKind::Bytes,
-        })
+        .map(|k| EntryIn::new(k, &value, ValueKind::Bytes))
         .collect();
-    entries.push(EntryIn {
-        key: format::PLATFORM_INFO_KEY,
-        value: b"platform",
-        kind: ValueKind::Bytes,
-    });
+    entries.push(EntryIn::new(
+        format::PLATFORM_INFO_KEY,
+        b"platform",
+        ValueKind::Bytes,
+    ));
     let bytes = format::encode(Format::Checked11, &entries, WriteParams::next(0))
         .unwrap()
         .out

@@ -142,9 +142,20 @@ fn an_intact_file_opens_with_its_values_unverified_and_each_verifies_on_get() {
         };
         assert!(c.as_ref().map_or(true, |c| c.verify(&bytes, value)));
     }
-    // The same entries as the eager decoder.
+    // The same entries as the eager decoder, which also carries each verified record's checksum
+    // for a rewrite (the lazy decode verified none of them but the platform-info entry).
     let eager = format::decode(&bytes).unwrap();
-    assert_eq!(d.entries, eager.entries);
+    assert!(eager.entries.iter().all(|e| e.known_crc.is_some()));
+    assert!(d.entries.iter().all(|e| e.known_crc.is_none()));
+    let uncarried = |es: &[format::DecodedEntry]| -> Vec<format::DecodedEntry> {
+        es.iter()
+            .map(|e| format::DecodedEntry {
+                known_crc: None,
+                ..e.clone()
+            })
+            .collect()
+    };
+    assert_eq!(d.entries, uncarried(&eager.entries));
     assert_eq!(d.checked, eager.checked);
     let s = open_sim(&fs, Verify::Lazy);
     assert!(s.report().damage.intact);
@@ -446,11 +457,11 @@ fn other_formats_are_verified_at_open_under_lazy_too() {
     use mace_storage::format::{EntryIn, Format, ValueKind, WriteParams};
     let vals: Vec<(Vec<u8>, Vec<u8>)> = (0..6).map(|i| (key(i), value(i, 300))).collect();
     let mut entries = common::pairs_in(&vals);
-    entries.push(EntryIn {
-        key: PLATFORM_INFO_KEY,
-        value: b"platform",
-        kind: ValueKind::Bytes,
-    });
+    entries.push(EntryIn::new(
+        PLATFORM_INFO_KEY,
+        b"platform",
+        ValueKind::Bytes,
+    ));
     for f in [Format::Mace10, Format::Mace11, Format::Checked10] {
         let mut b = format::encode(f, &entries, WriteParams::next(0))
             .unwrap()

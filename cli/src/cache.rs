@@ -167,11 +167,7 @@ pub fn sorted_entries(input: &Input) -> Vec<Entry<'_>> {
 pub fn entries_in<'a>(entries: &[Entry<'a>]) -> Vec<EntryIn<'a>> {
     entries
         .iter()
-        .map(|e| EntryIn {
-            key: e.key,
-            value: e.value,
-            kind: e.kind,
-        })
+        .map(|e| EntryIn::new(e.key, e.value, e.kind))
         .collect()
 }
 

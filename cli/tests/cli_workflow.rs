@@ -74,11 +74,7 @@ fn stock11_map(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
 fn encode(format: Format, entries: &[(&[u8], &[u8], ValueKind)]) -> Vec<u8> {
     let ins: Vec<EntryIn<'_>> = entries
         .iter()
-        .map(|(key, value, kind)| EntryIn {
-            key,
-            value,
-            kind: *kind,
-        })
+        .map(|(key, value, kind)| EntryIn::new(key, value, *kind))
         .collect();
     format::encode(format, &ins, WriteParams::next(0))
         .expect("encode")

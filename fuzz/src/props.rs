@@ -152,10 +152,6 @@ pub fn kind_written(format: Format, kind: ValueKind, value: &[u8]) -> ValueKind 
 fn ins(entries: &[(Vec<u8>, Vec<u8>, ValueKind)]) -> Vec<EntryIn<'_>> {
     entries
         .iter()
-        .map(|(k, v, kind)| EntryIn {
-            key: k,
-            value: v,
-            kind: *kind,
-        })
+        .map(|(k, v, kind)| EntryIn::new(k, v, *kind))
         .collect()
 }

@@ -7,12 +7,12 @@
 use super::crc::Crc;
 use super::index::{IndexWriter, INDEX_FIELD};
 use super::stock::{
-    self, kvpair_prefix, parse_kvpair, put_pair, Kv, EXT_FIELD, PB_LIMIT, TAIL10_MAGIC,
+    self, kvpair_prefix, parse_kvpair, put_pair, Kv, KvValue, EXT_FIELD, PB_LIMIT, TAIL10_MAGIC,
 };
 use super::wire::{put_tag, put_varint, Reader, WT_LEN};
 use super::{
     apply_platform_rule, Budget, CheckedInfo, Damage, Decoded, EncodeError, EntryIn, FirstOfEach,
-    Format, IndexTip, Output, WriteParams, PLATFORM_INFO_KEY,
+    Format, IndexTip, KnownCrc, Output, ValueKind, WriteParams, PLATFORM_INFO_KEY,
 };
 use crc32fast::Hasher;
 
@@ -233,8 +233,79 @@ pub(super) fn parse_record(
     None
 }
 
+/// The linear part of the CRC-32 of `payload` (16 bytes) at the end of a message: what changing the
+/// last 16 bytes of a message from zeros to `payload` XORs into its CRC-32, whatever comes before.
+///
+/// CRC-32 is affine: for messages a, b, c of one length, crc(a) ^ crc(b) ^ crc(c) = crc(a ^ b ^ c).
+/// With a = x || payload, b = x || 0^16, c = 0^n || payload (n = len(x)): crc(x || payload) =
+/// crc(x || 0^16) ^ crc(0^n || payload) ^ crc(0^(n+16)), and leading zeros add nothing to the
+/// linear part of a CRC, so the last two terms are crc(payload) ^ crc(0^16), for every n.
+pub(super) fn ext_delta(payload: &[u8]) -> u32 {
+    crc32fast::hash(payload) ^ crc32fast::hash(&[0u8; 16])
+}
+
+/// A varint as put_varint writes it, without allocating.
+fn varint_bytes(mut v: u64) -> ([u8; 10], usize) {
+    let mut b = [0u8; 10];
+    let mut n = 0;
+    while v >= 0x80 {
+        b[n] = v as u8 | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    b[n] = v as u8;
+    (b, n + 1)
+}
+
+/// Whether `bytes[at..]` starts with `tag` then the varint `len` as `put_record` writes them;
+/// returns where they end.
+fn tag_len_at(bytes: &[u8], at: usize, tag: u8, len: u64) -> Option<usize> {
+    let (v, n) = varint_bytes(len);
+    (bytes.get(at) == Some(&tag) && bytes.get(at + 1..at + 1 + n) == Some(&v[..n]))
+        .then_some(at + 1 + n)
+}
+
+/// The [`KnownCrc`] of the verified entry record at `p..end` whose `KVPair` is `kv` (`crc`: the
+/// state of its bytes before the checksum), when those bytes are exactly what `put_record` writes
+/// for its key and `bytes_value`: the tag and the shortest lengths, the key, the value, the
+/// extension, nothing else. A record laid out otherwise (another writer's: fields in another
+/// order, longer varints, other fields, a `uint32s_value`, no value field) gets none: the record
+/// written for the same entry would differ from it in more than the extension's payload.
+pub(super) fn known_crc(
+    bytes: &[u8],
+    p: usize,
+    end: usize,
+    kv: &Kv,
+    crc: &Hasher,
+) -> Option<KnownCrc> {
+    let KvValue::Bytes(value) = &kv.value else {
+        return None;
+    };
+    let key = &kv.key;
+    let (klen, vlen) = (key.len() as u64, value.len() as u64);
+    let inner = 1 + varint_bytes(klen).1 as u64 + klen + 1 + varint_bytes(vlen).1 as u64 + vlen;
+    let msg_len = inner + EXT_FIELD_LEN as u64;
+    let after_len = tag_len_at(bytes, p, 0x0a, msg_len)?;
+    let ok = after_len as u64 + msg_len == end as u64
+        && tag_len_at(bytes, after_len, 0x0a, klen) == Some(key.start)
+        && tag_len_at(bytes, key.end, 0x12, vlen) == Some(value.start)
+        && value.end + EXT_FIELD_LEN == end;
+    // The extension's tag and length before its payload were checked by `entry_frame`.
+    let zero_ext = crc.clone().finalize() ^ ext_delta(&bytes[end - 20..end - 4]);
+    ok.then_some(zero_ext)
+        .and_then(std::num::NonZeroU32::new)
+        .map(KnownCrc)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes of values `put_record` hashed on this thread (a test's probe of the carried CRCs).
+    pub(super) static VALUE_BYTES_HASHED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Writes one checked-1.1 entry record; returns its CRC state (before the checksum) for the stream,
-/// the checksum, and where its value starts in the record.
+/// the checksum, and where its value starts in the record. An entry with a [`KnownCrc`] is not
+/// hashed: its checksum is derived from that one and the new extension.
 fn put_record<'a>(
     e: &EntryIn<'a>,
     file_id: u64,
@@ -247,10 +318,24 @@ fn put_record<'a>(
     ext.extend_from_slice(&file_id.to_le_bytes());
     ext.extend_from_slice(&seq.to_le_bytes());
     ext.extend_from_slice(&flags.to_le_bytes());
-    let mut h = Hasher::new();
-    h.update(&prefix);
-    h.update(value);
-    h.update(&ext);
+    let len = (prefix.len() + value.len() + ext.len()) as u64;
+    // Only a `bytes_value` record carries one: the kind says which record is written.
+    let known = e.known_crc.filter(|_| e.kind == ValueKind::Bytes);
+    let h = match known {
+        // The same bytes as the record it was decoded from but for the extension's payload.
+        Some(KnownCrc(zero_ext)) => {
+            Hasher::new_with_initial_len(zero_ext.get() ^ ext_delta(&ext[ext.len() - 16..]), len)
+        }
+        None => {
+            #[cfg(test)]
+            VALUE_BYTES_HASHED.with(|n| n.set(n.get() + value.len() as u64));
+            let mut h = Hasher::new();
+            h.update(&prefix);
+            h.update(value);
+            h.update(&ext);
+            h
+        }
+    };
     let crc = h.clone().finalize();
     out.put(&prefix);
     out.put_value(value);

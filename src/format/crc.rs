@@ -226,11 +226,7 @@ mod tests {
         ));
         let ins: Vec<EntryIn> = entries
             .iter()
-            .map(|(k, v)| EntryIn {
-                key: k,
-                value: v,
-                kind: ValueKind::Bytes,
-            })
+            .map(|(k, v)| EntryIn::new(k, v, ValueKind::Bytes))
             .collect();
         for f in Format::WRITABLE {
             let file = encode(f, &ins, WriteParams::next(0)).unwrap().out.to_vec();

@@ -399,6 +399,7 @@ fn push_item(
             value: ValueRef::Slice(it.rec_at + it.val_at..it.rec_at + it.val_at + it.val_len),
             kind: ValueKind::Bytes,
             vouched,
+            known_crc: None,
         };
         let check = EntryCheck {
             record,
@@ -453,6 +454,7 @@ fn push_item(
         value,
         kind,
         vouched,
+        known_crc: None,
     };
     sink.push(
         it.key,

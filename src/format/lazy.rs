@@ -207,6 +207,7 @@ pub(crate) fn walk11(
                 value,
                 kind,
                 vouched,
+                known_crc: None,
             };
             if !sink.push(&key, entry, None, Some((rec, p))) {
                 return None;
@@ -218,6 +219,7 @@ pub(crate) fn walk11(
                 value,
                 kind,
                 vouched,
+                known_crc: None,
             };
             if !sink.push(&key, entry, Some(check), None) {
                 return None;

@@ -143,7 +143,22 @@ pub struct DecodedEntry {
     pub kind: ValueKind,
     /// Whether the platform-info entry vouched for this entry when it was written.
     pub vouched: bool,
+    /// For an entry of a checked-1.1 record that verified and is laid out exactly as this crate
+    /// writes it: what writing the same key and value again derives its record's checksum from,
+    /// without a pass over the value. `None` for every other entry.
+    pub known_crc: Option<KnownCrc>,
 }
+
+/// The checksum of a checked-1.1 entry record that verified when it was decoded, in a form that
+/// holds for every record this crate writes for the same key and value, whatever its file, batch
+/// and flags: a record of the same key and value differs from it only in its extension's 16 bytes
+/// (`file_id`, `seq`, `flags`), and CRC-32 is affine, so the new record's checksum follows from
+/// this one and those 16 bytes. Only a decoder makes one (its field is private), and only from a
+/// record that verified, so it never vouches for bytes no check covered. Four bytes, so that a
+/// store's entries do not grow for it: the CRC-32 the record's bytes before its checksum have with
+/// the extension's 16 bytes zeroed, never 0 (a record for which it is 0, one in 2^32, has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownCrc(std::num::NonZeroU32);
 
 /// The check an entry decoded without verification must pass before its value is used: the
 /// CRC-32 its record carries, of the record's bytes (tag, lengths, key, value, and the extension up
@@ -513,7 +528,7 @@ fn decode_within(bytes: &[u8], crc: Crc<'_>, budget: &mut Budget) -> Result<Deco
 }
 
 /// One entry to write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct EntryIn<'a> {
     /// The key.
     pub key: &'a [u8],
@@ -521,6 +536,22 @@ pub struct EntryIn<'a> {
     pub value: &'a [u8],
     /// How the value is encoded in format B.
     pub kind: ValueKind,
+    /// The [`DecodedEntry::known_crc`] of the decoded entry whose key and value these exactly are
+    /// (their bytes, and `kind` as decoded), if any: checked-1.1 then writes the record's checksum
+    /// without hashing the value. Paired with other bytes, the record written fails its checksum.
+    pub known_crc: Option<KnownCrc>,
+}
+
+impl<'a> EntryIn<'a> {
+    /// An entry of `key` and `value` encoded as `kind`, with no checksum carried from a decode.
+    pub fn new(key: &'a [u8], value: &'a [u8], kind: ValueKind) -> Self {
+        EntryIn {
+            key,
+            value,
+            kind,
+            known_crc: None,
+        }
+    }
 }
 
 /// A value or key too large for the format asked for.
@@ -809,5 +840,14 @@ fn apply_platform_rule(input: &[u8], entries: &mut Vec<DecodedEntry>, damage: &m
     }
 }
 
+/// Bytes of values the checked-1.1 encoder hashed on this thread so far (values whose checksum was
+/// carried from a decode are not hashed).
+#[cfg(test)]
+pub(crate) fn value_bytes_hashed() -> u64 {
+    checked::VALUE_BYTES_HASHED.with(|n| n.get())
+}
+
+#[cfg(test)]
+mod known_crc_tests;
 #[cfg(test)]
 mod unit_tests;

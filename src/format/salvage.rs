@@ -3,7 +3,7 @@
 //! framing it parses (header, records) is `checked`'s, shared with the lazy walk. See
 //! `docs/FORMAT.md`.
 
-use super::checked::{parse_header, parse_record, Header, Record, EXT_FIELD_LEN};
+use super::checked::{known_crc, parse_header, parse_record, Header, Record, EXT_FIELD_LEN};
 use super::crc::Crc;
 use super::{
     apply_platform_rule, Budget, CheckedInfo, Damage, Decoded, DecodedEntry, FirstOfEach, Format,
@@ -132,12 +132,14 @@ impl<'a> Walk<'a> {
                 if !self.first.first(&bytes[kv.key.clone()]) {
                     self.dup_seqs.push(seq);
                 } else if mem.charge(kv.key.len(), kv.built_len()) {
+                    let known_crc = known_crc(bytes, p, end, &kv, &crc);
                     let (value, kind) = kv.value_ref(&bytes[msg]);
                     let entry = DecodedEntry {
                         key: kv.key,
                         value,
                         kind,
                         vouched,
+                        known_crc,
                     };
                     self.found.push((entry, seq));
                 } else {

@@ -103,6 +103,7 @@ pub(super) fn parse_pair(r: &mut Reader<'_>) -> Option<DecodedEntry> {
         value: ValueRef::Slice(vstart..r.pos()),
         kind: ValueKind::Bytes,
         vouched: false,
+        known_crc: None,
     })
 }
 
@@ -285,6 +286,7 @@ pub(super) fn decode_b(bytes: &[u8], crc_ok: bool, budget: &mut Budget) -> Decod
                             value,
                             kind,
                             vouched: false,
+                            known_crc: None,
                         });
                     }
                     None => {

@@ -45,11 +45,7 @@ fn sample() -> Entries {
 fn ins(entries: &[Entry]) -> Vec<EntryIn<'_>> {
     entries
         .iter()
-        .map(|(k, v, kind)| EntryIn {
-            key: k,
-            value: v,
-            kind: *kind,
-        })
+        .map(|(k, v, kind)| EntryIn::new(k, v, *kind))
         .collect()
 }
 

@@ -215,6 +215,7 @@ impl Store {
             Some(Item {
                 value: Stored::Ready(Value::from_vec(value)),
                 kind: ValueKind::Bytes,
+                known_crc: None,
             }),
         );
         s.stats.evictions += binaries as u64;

@@ -390,12 +390,14 @@ impl Store {
     }
 }
 
-/// The entry to encode for `k`, if its value is in memory.
+/// The entry to encode for `k`, if its value is in memory, with the checksum carried from the
+/// record it was read from.
 fn entry_in<'a>(k: &'a [u8], i: &'a Item) -> Option<EntryIn<'a>> {
     Some(EntryIn {
         key: k,
         value: i.ready()?,
         kind: i.kind,
+        known_crc: i.known_crc,
     })
 }
 

@@ -270,9 +270,11 @@ impl Sink for Collect<'_> {
                 unreachable!("verified entries come with their bytes")
             }
         };
+        // A lazily read value carries no checksum into a rewrite: it is read and verified then.
         slot.insert(Item {
             value,
             kind: entry.kind,
+            known_crc: None,
         });
         true
     }

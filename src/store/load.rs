@@ -22,6 +22,7 @@ pub(super) fn load_entries(
                 Item {
                     value: Stored::Ready(value),
                     kind: e.kind,
+                    known_crc: e.known_crc,
                 },
             );
         }

@@ -21,7 +21,7 @@ pub use value::{Backing, Value};
 use error::io_err;
 
 use crate::format::{
-    self, CheckedInfo, Damage, EntryCheck, EntryIn, Format, ValueKind, WriteParams,
+    self, CheckedInfo, Damage, EntryCheck, EntryIn, Format, KnownCrc, ValueKind, WriteParams,
     PLATFORM_INFO_KEY,
 };
 use crate::io::side_files::{self, CacheLock, SideFiles};
@@ -39,6 +39,10 @@ use std::sync::Arc;
 struct Item {
     value: Stored,
     kind: ValueKind,
+    /// The checksum of the record this value was read from, when it verified and is in the
+    /// writer's layout: a rewrite writes the value's record without hashing the value again. Only
+    /// ever set on the item made from that record, so it always goes with exactly these bytes.
+    known_crc: Option<KnownCrc>,
 }
 
 /// Where an entry's value is.
@@ -91,6 +95,7 @@ impl Item {
             Some(v) => Item {
                 value: Stored::Ready(v.clone()),
                 kind: self.kind,
+                known_crc: self.known_crc,
             },
             None => self.clone(),
         }
@@ -496,6 +501,7 @@ impl Store {
             Some(Item {
                 value: Stored::Ready(value),
                 kind,
+                known_crc: None,
             }),
         );
         Ok(())

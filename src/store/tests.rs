@@ -524,3 +524,64 @@ fn errors_chain_their_source() {
     let cache = crate::program_cache::CacheError::Store(e);
     assert!(cache.source().and_then(|s| s.source()).is_some());
 }
+
+/// A rewrite hashes only the values put since the file was read: every other record's checksum is
+/// carried from the record it was read from (or that a rewrite wrote), and every file written
+/// still reads intact with every entry.
+#[test]
+fn a_rewrite_hashes_only_the_values_put_since_the_file_was_read() {
+    let fs = sim();
+    {
+        let s = open_on(&fs);
+        s.put(PLATFORM_INFO_KEY, v("pocl, FULL_PROFILE")).unwrap();
+        for i in 0..6u8 {
+            let value = vec![i; 20_000 + usize::from(i)];
+            s.put(format!("prog_{i}").as_bytes(), Value::from_vec(value))
+                .unwrap();
+        }
+        s.flush().unwrap();
+    }
+    let s = open_on(&fs);
+    let hashed_by = |f: &dyn Fn()| {
+        let before = format::value_bytes_hashed();
+        f();
+        format::value_bytes_hashed() - before
+    };
+    // A removal makes the flush a rewrite.
+    let rewrites = s.stats().rewrites;
+    let n = hashed_by(&|| {
+        s.remove(b"prog_0").unwrap();
+        s.put(b"new", v("fresh")).unwrap();
+        s.flush().unwrap();
+    });
+    assert_eq!(s.stats().rewrites, rewrites + 1);
+    assert_eq!(n, 5, "only the value put since the open");
+    assert_eq!(on_disk(&fs), contents(&s));
+    // The next rewrite carries the checksums on from the file the last one wrote.
+    let n = hashed_by(&|| {
+        s.remove(b"prog_1").unwrap();
+        s.flush().unwrap();
+    });
+    assert_eq!(n, 5, "the value put before the last rewrite");
+    assert_eq!(on_disk(&fs), contents(&s));
+    // A value put over one read from the file is hashed, even of the same length.
+    let n = hashed_by(&|| {
+        s.put(b"prog_2", Value::from_vec(vec![9; 20_002])).unwrap();
+        s.remove(b"prog_3").unwrap();
+        s.flush().unwrap();
+    });
+    assert_eq!(n, 5 + 20_002);
+    assert_eq!(on_disk(&fs), contents(&s));
+    // What another store committed is merged with the checksums its read carries.
+    let other = open_on(&fs);
+    other.remove(b"new").unwrap();
+    other.flush().unwrap();
+    let n = hashed_by(&|| {
+        s.remove(b"prog_4").unwrap();
+        s.flush().unwrap();
+    });
+    assert_eq!(s.stats().merges, 1);
+    assert_eq!(n, 0, "every value was read from the file");
+    assert_eq!(on_disk(&fs), contents(&s));
+    assert_eq!(contents(&s).len(), 3);
+}

@@ -59,11 +59,7 @@ pub type Owned = (Vec<u8>, Vec<u8>, ValueKind);
 pub fn entries_in(entries: &[Owned]) -> Vec<EntryIn<'_>> {
     entries
         .iter()
-        .map(|(k, v, kind)| EntryIn {
-            key: k,
-            value: v,
-            kind: *kind,
-        })
+        .map(|(k, v, kind)| EntryIn::new(k, v, *kind))
         .collect()
 }
 
@@ -71,11 +67,7 @@ pub fn entries_in(entries: &[Owned]) -> Vec<EntryIn<'_>> {
 pub fn pairs_in(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<EntryIn<'_>> {
     pairs
         .iter()
-        .map(|(k, v)| EntryIn {
-            key: k,
-            value: v,
-            kind: ValueKind::Bytes,
-        })
+        .map(|(k, v)| EntryIn::new(k, v, ValueKind::Bytes))
         .collect()
 }
 

@@ -104,11 +104,7 @@ pub fn run(
     }
     let entries: Vec<EntryIn<'_>> = merged
         .iter()
-        .map(|(key, (_, value, kind))| EntryIn {
-            key,
-            value,
-            kind: *kind,
-        })
+        .map(|(key, (_, value, kind))| EntryIn::new(key, value, *kind))
         .collect();
     let bytes = cache::encode(output, to, &entries, 0)?;
     let written = cache::write_atomically(output, &bytes)?;
