@@ -338,6 +338,7 @@ pub(super) fn open_indexed(
     if p != records_end || (any_vouched && !has_platform) {
         return None;
     }
+    sink.reserve(chain.iter().map(|i| i.count as usize).sum());
     for index in &chain {
         for it in items(index) {
             if !push_item(src, mem, sink, file_id, index.seq, &it?) {
@@ -408,7 +409,6 @@ fn push_item(
                 file_id,
                 seq,
                 flags: it.flags & FLAG_VOUCHED,
-                key_crc: crc32fast::hash(it.key),
             }),
         };
         return sink.push(it.key, entry, Some(check), None);
@@ -478,13 +478,14 @@ fn msg_len_of(rec_len: usize) -> Option<u64> {
 }
 
 /// Whether `before` and `after`, the bytes of a record around its value, are an entry record
-/// framed as the writer frames it: a `KVPair` of the key whose CRC-32 `f` gives and a
-/// `bytes_value` of `value_len` bytes, the extension last with this file's id and the batch and
-/// flags the index gave, and the checksum `crc` stored. Checked at first use, with the checksum.
+/// framed as the writer frames it: a `KVPair` of `key` and a `bytes_value` of `value_len` bytes,
+/// the extension last with this file's id and the batch and flags the index gave, and the
+/// checksum `crc` stored. Checked at first use, with the checksum.
 pub(crate) fn framing_ok(
     before: &[u8],
     after: &[u8],
     value_len: usize,
+    key: &[u8],
     f: &Framing,
     crc: u32,
 ) -> bool {
@@ -502,8 +503,7 @@ pub(crate) fn framing_ok(
             return None;
         }
         let k = r.varint()? as usize;
-        let key = r.take(k)?;
-        if crc32fast::hash(key) != f.key_crc || r.varint()? != 0x12 {
+        if r.take(k)? != key || r.varint()? != 0x12 {
             return None;
         }
         (r.varint()? == value_len as u64 && r.remaining() == 0).then_some(())
@@ -547,7 +547,6 @@ mod tests {
             file_id: 9,
             seq: 2,
             flags: 1,
-            key_crc: crc32fast::hash(b"key"),
         };
         let mut after = tag_bytes(EXT_FIELD, EXT_LEN);
         after.extend_from_slice(&9u64.to_le_bytes());
@@ -558,18 +557,19 @@ mod tests {
         before.extend_from_slice(b"key");
         before.extend_from_slice(&[0x12, 5]);
         before[1] = (before.len() + 5 + after.len() - 2) as u8;
-        assert!(framing_ok(&before, &after, 5, &f, 77));
+        assert!(framing_ok(&before, &after, 5, b"key", &f, 77));
         assert!(
-            !framing_ok(&before, &after, 5, &f, 78),
+            !framing_ok(&before, &after, 5, b"key", &f, 78),
             "another stored checksum"
         );
-        assert!(!framing_ok(&before, &after, 4, &f, 77));
+        assert!(!framing_ok(&before, &after, 4, b"key", &f, 77));
         let mut other = f;
         other.seq = 3;
-        assert!(!framing_ok(&before, &after, 5, &other, 77));
-        other = f;
-        other.key_crc ^= 1;
-        assert!(!framing_ok(&before, &after, 5, &other, 77));
+        assert!(!framing_ok(&before, &after, 5, b"key", &other, 77));
+        assert!(
+            !framing_ok(&before, &after, 5, b"kez", &f, 77),
+            "another key"
+        );
     }
 
     #[test]

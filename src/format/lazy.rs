@@ -67,6 +67,12 @@ pub trait Sink {
 
     /// Forgets every entry pushed so far (the open then tries the next way to read the file).
     fn clear(&mut self);
+
+    /// Room for `n` more entries, which the walk is about to push (their number was checked
+    /// against the file: they fit in it).
+    fn reserve(&mut self, n: usize) {
+        let _ = n;
+    }
 }
 
 /// What a successful walk found besides the entries.

@@ -175,7 +175,8 @@ pub struct EntryCheck {
 }
 
 /// What an entry's record must say besides its checksum when it was found through the index:
-/// the record itself was not parsed when the file was opened.
+/// the record itself was not parsed when the file was opened. (Its key is the entry's own: the
+/// first use compares the record's key with it.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Framing {
     /// The file's id, in the record's extension.
@@ -184,8 +185,6 @@ pub struct Framing {
     pub seq: u32,
     /// The record's flags, in its extension.
     pub flags: u32,
-    /// The CRC-32 of the key the index gives for the entry.
-    pub key_crc: u32,
 }
 
 impl EntryCheck {
@@ -199,10 +198,10 @@ impl EntryCheck {
         }
     }
 
-    /// Whether the entry's bytes in `input` (the input it was decoded from) match its checksum
-    /// and, for an entry found through the index, are framed as the index says (`value`: the
-    /// value's range in `input`).
-    pub fn verify(&self, input: &[u8], value: Range<usize>) -> bool {
+    /// Whether the bytes in `input` (the input it was decoded from) of the entry of `key` match
+    /// its checksum and, for an entry found through the index, are framed as the index says
+    /// (`value`: the value's range in `input`).
+    pub fn verify(&self, input: &[u8], key: &[u8], value: Range<usize>) -> bool {
         let end = self.record.end + self.stored_crc_len();
         input.get(self.record.start..end).is_some_and(|_| {
             crc32fast::hash(&input[self.record.clone()]) == self.crc
@@ -210,16 +209,18 @@ impl EntryCheck {
                     &input[self.record.start..value.start],
                     &input[value.end..end],
                     value.len(),
+                    key,
                 )
         })
     }
 
     /// Whether the record's bytes before its value and after it (`after`: up to the end of the
     /// record for an entry found through the index, whose stored checksum is compared too) are
-    /// framed as the index said; always true for an entry whose framing was walked at open.
-    pub fn framing_ok(&self, before: &[u8], after: &[u8], value_len: usize) -> bool {
+    /// framed as the index said, for `key`; always true for an entry whose framing was walked
+    /// at open.
+    pub fn framing_ok(&self, before: &[u8], after: &[u8], value_len: usize, key: &[u8]) -> bool {
         match &self.framing {
-            Some(f) => index::framing_ok(before, after, value_len, f, self.crc),
+            Some(f) => index::framing_ok(before, after, value_len, key, f, self.crc),
             None => true,
         }
     }

@@ -132,7 +132,7 @@ impl Lazy {
     }
 
     /// The value, read and verified on the first call; a value that fails is never returned.
-    pub(super) fn load(&self) -> Got {
+    pub(super) fn load(&self, key: &[u8]) -> Got {
         if let Some(v) = self.loaded.get() {
             return Got::Good(v.clone());
         }
@@ -160,7 +160,7 @@ impl Lazy {
         let framed = || {
             let (before, rest) = buf.split_at(range.start);
             self.check
-                .framing_ok(before, &rest[range.len()..], range.len())
+                .framing_ok(before, &rest[range.len()..], range.len(), key)
         };
         if h.finalize() != self.check.crc || !framed() {
             self.failed.store(true, Ordering::Release);
@@ -176,7 +176,7 @@ impl Lazy {
     /// value read and verified already is copied; otherwise it is read from the file into `out`
     /// and verified there, and not kept (the next use reads it again). Unless `Good`, `out` holds
     /// garbage.
-    pub(super) fn load_into(&self, out: &mut [u8]) -> Got<()> {
+    pub(super) fn load_into(&self, key: &[u8], out: &mut [u8]) -> Got<()> {
         debug_assert_eq!(out.len(), self.len());
         if let Some(v) = self.loaded.get() {
             out.copy_from_slice(v);
@@ -228,7 +228,8 @@ impl Lazy {
             }
         }
         h.update(&after[..rec.end - self.value.end]);
-        if h.finalize() != self.check.crc || !self.check.framing_ok(&before, &after, out.len()) {
+        if h.finalize() != self.check.crc || !self.check.framing_ok(&before, &after, out.len(), key)
+        {
             self.failed.store(true, Ordering::Release);
             return Got::Failed { first: true };
         }
@@ -281,5 +282,9 @@ impl Sink for Collect<'_> {
 
     fn clear(&mut self) {
         self.base.clear();
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.base.reserve(n);
     }
 }

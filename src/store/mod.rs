@@ -453,7 +453,7 @@ impl Store {
                 true
             }
             (None, Some(l)) => self
-                .read_value_by(key, &l, |l| l.load_into(out))
+                .read_value_by(key, &l, |l| l.load_into(key, out))
                 .is_ok_and(|v| v.is_some()),
             (None, None) => false,
         }
@@ -511,7 +511,7 @@ impl Store {
     /// from the committed state (if it is still there), counts and logs it, and makes the next
     /// flush rewrite the file. `Ok(None)`: it failed; an I/O error leaves the entry as it is.
     fn read_value(&self, key: &[u8], l: &Arc<Lazy>) -> Result<Option<Value>, Error> {
-        self.read_value_by(key, l, Lazy::load)
+        self.read_value_by(key, l, |l| l.load(key))
     }
 
     /// [`Store::read_value`] with the read `load` makes (into the store's buffer, or the caller's).
