@@ -112,6 +112,7 @@ TEST(CApi, NullArgumentsAreInvalidNeverACrash) {
   EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_remove(s, nullptr, 1));
   EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_clear(nullptr));
   EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_flush(nullptr));
+  EXPECT_EQ(MACE_STORAGE_INVALID_ARGUMENT, mace_storage_record_uses(nullptr, nullptr));
 
   MaceStorageStats stats;
   MaceStorageOpenReport report;
@@ -734,6 +735,32 @@ TEST(CApi, GetDuringFlushSeesTheChangesBeingWritten) {
   }
   flusher.join();
   EXPECT_EQ(0, misses) << "of " << gets << " gets of a key put before the flushes";
+  mace_storage_close(s);
+}
+
+// A process that only gets records its uses when asked, once the file is past half its budget.
+TEST(CApi, RecordUsesWritesOnlyPastHalfTheBudget) {
+  test::TempDir dir;
+  const std::string path = dir.Path("cache.bin");
+  MaceStorageOptions options = MaceStorageOptions();
+  options.budget_mib = 1;
+  MaceStorage *s = OpenOk(path, &options);
+  ASSERT_NE(nullptr, s);
+  ASSERT_EQ(MACE_STORAGE_OK, Put(s, "small", "x"));
+  ASSERT_EQ(MACE_STORAGE_OK, mace_storage_flush(s));
+  int32_t wrote = -1;
+  EXPECT_EQ("x", Get(s, "small"));
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage_record_uses(s, &wrote));
+  EXPECT_EQ(0, wrote) << "a file below half its budget holds no use record";
+  ASSERT_EQ(MACE_STORAGE_OK, Put(s, "big", std::string(700 * 1024, 'b')));
+  ASSERT_EQ(MACE_STORAGE_OK, mace_storage_flush(s));
+  mace_storage_close(s);
+  s = OpenOk(path, &options);
+  ASSERT_NE(nullptr, s);
+  EXPECT_EQ("x", Get(s, "small"));
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage_record_uses(s, &wrote));
+  EXPECT_EQ(1, wrote);
+  EXPECT_EQ(MACE_STORAGE_OK, mace_storage_record_uses(s, nullptr));
   mace_storage_close(s);
 }
 

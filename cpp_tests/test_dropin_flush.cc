@@ -365,4 +365,40 @@ TEST(DropInBudget, TheEnvironmentsBudgetKeepsTheFileWithinItAndTheNewestPrograms
   EXPECT_EQ(1u, kept.count(kPlatformKey));
 }
 
+// A start that only finds programs (MACE flushes only after building some) records which it used
+// when its storage goes away, so that a later eviction keeps them over programs nobody asked for.
+TEST(DropInBudget, AStartThatOnlyFindsRecordsItsUsesForTheNextEviction) {
+  test::TempDir dir;
+  const std::string path = dir.Path(kCacheName);
+  ASSERT_EQ(0, setenv("MACE_STORAGE_BUDGET_MIB", "2", 1));
+  const Bytes binary(512 * 1024, 7);
+  {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    ASSERT_EQ(0, cache->Load());
+    EXPECT_TRUE(cache->Insert(kPlatformKey, B("platform")));
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(cache->Insert(ProgramKey(i), binary));
+    EXPECT_EQ(0, cache->Flush());
+  }
+  const size_t before = test::ReadFile(path).size();
+  {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    ASSERT_EQ(0, cache->Load());
+    ASSERT_NE(nullptr, cache->Find(ProgramKey(0)));
+  }
+  EXPECT_GT(test::ReadFile(path).size(), before) << "no use record was written";
+  {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    ASSERT_EQ(0, cache->Load());
+    EXPECT_TRUE(cache->Insert(ProgramKey(3), binary));
+    EXPECT_EQ(0, cache->Flush());
+    EXPECT_GT(DropInStats(path).evictions, 0u);
+  }
+  ASSERT_EQ(0, unsetenv("MACE_STORAGE_BUDGET_MIB"));
+  EXPECT_LE(test::ReadFile(path).size(), 2u << 20);
+  const Entries kept = StockEntries(path);
+  EXPECT_EQ(1u, kept.count(ProgramKey(0))) << "the program the second start used was evicted";
+  EXPECT_EQ(1u, kept.count(ProgramKey(3)));
+  EXPECT_EQ(0u, kept.count(ProgramKey(1)));
+}
+
 }  // namespace

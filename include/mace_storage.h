@@ -684,6 +684,18 @@ enum MaceStorageStatus mace_storage_clear(struct MaceStorage *s);
 enum MaceStorageStatus mace_storage_flush(struct MaceStorage *s);
 
 /*
+ Commits this process's uses of the entries as a use record, when the store has a budget, its
+ file is past half of it and some use is not recorded yet: a process that only reads then still
+ counts for which programs are least recently used. Writes nothing otherwise (nor while changes
+ wait for a flush, which records the uses with them). `*wrote` (if not NULL) is set to 1 when it
+ wrote, else 0. Call it when the process is done with the store, before `mace_storage_close`.
+
+ # Safety
+ `s` is NULL or an open handle; `wrote` is NULL or writable.
+ */
+enum MaceStorageStatus mace_storage_record_uses(struct MaceStorage *s, int32_t *wrote);
+
+/*
  The message of this thread's last failed call on `s` ("" if none); NULL `s`: of any call,
  including a failed open. Valid until this thread's next failed call.
 

@@ -139,6 +139,14 @@ class Storage {
   MaceStorageStatus Clear() { return mace_storage_clear(s_.get()); }
   // Commits every change atomically and durably; on failure the changes stay for the next Flush.
   MaceStorageStatus Flush() { return mace_storage_flush(s_.get()); }
+  // Records this process's uses as a use record when the store has a budget and its file is past
+  // half of it (see mace_storage_record_uses); *wrote (if given) says whether it wrote.
+  MaceStorageStatus RecordUses(bool *wrote = nullptr) {
+    int32_t w = 0;
+    MaceStorageStatus status = mace_storage_record_uses(s_.get(), &w);
+    if (wrote != nullptr) *wrote = w != 0;
+    return status;
+  }
 
   // Fills *out with the store's counters.
   MaceStorageStatus Stats(MaceStorageStats *out) const { return mace_storage_stats(s_.get(), out); }

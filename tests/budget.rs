@@ -178,3 +178,91 @@ fn a_budget_below_the_metadata_evicts_every_binary_and_keeps_the_metadata() {
     assert!(r.get(PLATFORM_INFO_KEY).is_some() && r.get(FINGERPRINT_KEY).is_some());
     assert_eq!(s.stats().evictions, 2);
 }
+
+#[test]
+fn a_start_that_only_reads_records_its_uses_and_they_count_at_the_next_eviction() {
+    let (_d, path) = common::temp_path("budget", "cache.bin");
+    {
+        let s = open(&path, 20);
+        put_metadata(&s);
+        for i in 0..12 {
+            put_program(&s, i);
+        }
+        s.flush().unwrap();
+    }
+    let written = |s: &Store| s.stats().bytes_written;
+    {
+        // A start that uses programs 0-3 and builds nothing: no flush, its uses recorded at the end.
+        let s = open(&path, 20);
+        for i in 0..4 {
+            assert!(s.get(&program(i)).is_some());
+        }
+        assert!(s.record_uses().unwrap(), "the file is past half its budget");
+        assert!(written(&s) > 0);
+        // Once recorded, nothing more to write.
+        let after = written(&s);
+        assert!(!s.record_uses().unwrap());
+        assert_eq!(written(&s), after);
+        // Changes waiting for a flush record the uses with them, not before.
+        let _ = s.get(&program(5));
+        s.put(b"pending", Value::copy_from(b"x")).unwrap();
+        assert!(!s.record_uses().unwrap());
+        assert_eq!(written(&s), after);
+    }
+    {
+        // A start that uses nothing records nothing.
+        let s = open(&path, 20);
+        assert!(!s.record_uses().unwrap());
+        assert_eq!(written(&s), 0);
+    }
+    {
+        // A later start builds enough to need evictions and uses nothing itself.
+        let s = open(&path, 20);
+        for i in 12..20 {
+            put_program(&s, i);
+        }
+        s.flush().unwrap();
+        assert!(s.stats().evictions > 0, "{:?}", s.stats());
+    }
+    assert!(file_len(&path) <= 20 << 20);
+    let kept = present(&path);
+    for i in (0..4).chain(12..20) {
+        assert!(
+            kept.contains(&i),
+            "program {i} was used or built last: {kept:?}"
+        );
+    }
+    assert!(
+        !kept.contains(&4),
+        "program 4 was least recently used: {kept:?}"
+    );
+}
+
+#[test]
+fn below_half_its_budget_or_without_one_recording_uses_writes_nothing() {
+    let (_d, path) = common::temp_path("budget", "cache.bin");
+    {
+        let s = open(&path, 64);
+        put_metadata(&s);
+        put_program(&s, 0);
+        s.flush().unwrap();
+    }
+    let s = open(&path, 64);
+    assert!(s.get(&program(0)).is_some());
+    assert!(!s.record_uses().unwrap());
+    assert_eq!(s.stats().bytes_written, 0);
+    let plain = Store::open(&path, Options::default()).unwrap();
+    assert!(plain.get(&program(0)).is_some());
+    assert!(!plain.record_uses().unwrap());
+    let ro = Store::open(
+        &path,
+        Options {
+            read_only: true,
+            budget: Some(1 << 20),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert!(ro.get(&program(0)).is_some());
+    assert!(!ro.record_uses().unwrap());
+}

@@ -192,6 +192,10 @@ void ReleaseStore(OpenStore *store) {
     if (--store->users > 0) return;
     Registry().erase(store->path);
   }
+  // MACE flushes only after building programs: a start that only found programs records which it
+  // used here (nothing is written unless the cache is past half its budget), so that eviction
+  // keeps the programs models use over newer ones nobody asks for. A failure was logged.
+  store->storage.RecordUses();
   delete store;
 }
 

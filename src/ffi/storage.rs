@@ -493,6 +493,37 @@ pub unsafe extern "C" fn mace_storage_flush(s: *mut MaceStorage) -> MaceStorageS
     })
 }
 
+/// Commits this process's uses of the entries as a use record, when the store has a budget, its
+/// file is past half of it and some use is not recorded yet: a process that only reads then still
+/// counts for which programs are least recently used. Writes nothing otherwise (nor while changes
+/// wait for a flush, which records the uses with them). `*wrote` (if not NULL) is set to 1 when it
+/// wrote, else 0. Call it when the process is done with the store, before `mace_storage_close`.
+///
+/// # Safety
+/// `s` is NULL or an open handle; `wrote` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mace_storage_record_uses(
+    s: *mut MaceStorage,
+    wrote: *mut i32,
+) -> MaceStorageStatus {
+    with_store(s, |st, h| match st.store.record_uses() {
+        Ok(w) => {
+            if !wrote.is_null() {
+                // SAFETY: the caller passes NULL or a writable int32_t (checked just above).
+                unsafe { *wrote = i32::from(w) };
+            }
+            MACE_STORAGE_OK
+        }
+        Err(e) => {
+            log(
+                MACE_STORAGE_LOG_WARNING,
+                &format!("{e}: this process's uses of the cache were not recorded"),
+            );
+            fail(h, &e)
+        }
+    })
+}
+
 /// The message of this thread's last failed call on `s` ("" if none); NULL `s`: of any call,
 /// including a failed open. Valid until this thread's next failed call.
 ///

@@ -23,6 +23,8 @@ const MAX_USE_RECORDS: usize = 8;
 pub(super) struct Uses {
     clock: u64,
     last: HashMap<Vec<u8>, u64>,
+    /// Set by [`Store::record_uses`] for its flush: a use record is due though nothing changed.
+    pub(super) record_now: bool,
 }
 
 /// What a flush's budget step decided, to forget the uses it recorded once they are committed.
@@ -77,6 +79,32 @@ impl Store {
         }
     }
 
+    /// Commits this process's uses of the entries as a use record when the store has a budget,
+    /// its file is past half of it and some use is not recorded yet, so that a start that only
+    /// reads (and never flushes) still counts for which programs are the least recently used;
+    /// writes nothing otherwise, nor when changes wait for a flush (which records the uses with
+    /// them). `Ok(true)` when it wrote. Meant for the end of a process's use of the store (the
+    /// MACE drop-in calls it when it closes the store of a path).
+    pub fn record_uses(&self) -> Result<bool, Error> {
+        if self.opts.read_only || self.opts.budget.is_none() || self.uses.lock().last.is_empty() {
+            return Ok(false);
+        }
+        let _one_at_a_time = self.flush_lock.lock();
+        if self.state.read().dirty() {
+            return Ok(false);
+        }
+        let writes = |s: &State| s.stats.appends + s.stats.rewrites;
+        let before = writes(&self.state.read());
+        self.uses.lock().record_now = true;
+        let result = self.flush_locked();
+        self.uses.lock().record_now = false;
+        if result.is_err() {
+            self.state.write().stats.flush_failures += 1;
+        }
+        result?;
+        Ok(writes(&self.state.read()) != before)
+    }
+
     /// Forgets the uses a committed flush recorded (later ones stay for the next flush).
     pub(super) fn uses_committed(&self, planned: Option<Planned>) {
         if let Some(p) = planned {
@@ -91,9 +119,10 @@ impl Store {
         let budget = self.opts.budget?;
         let format = self.opts.format;
         // The committed use records, read (and verified) before the state is locked for writing.
+        let record_now = self.uses.lock().record_now;
         let record_keys: Vec<Vec<u8>> = {
             let s = self.state.read();
-            if !s.has_changes() {
+            if !s.has_changes() && !record_now {
                 return None;
             }
             s.base

@@ -23,7 +23,7 @@ impl Store {
         result
     }
 
-    fn flush_locked(&self) -> Result<(), Error> {
+    pub(super) fn flush_locked(&self) -> Result<(), Error> {
         // A file can appear where there was none only if another writer lost its lock file: then
         // the new file is merged and the flush tried again.
         let mut attempts = 0;
@@ -52,6 +52,11 @@ impl Store {
         self.read_replaced()?;
         // Within the budget: this flush's use record, and the evictions it needs, join the changes.
         let planned = self.plan_budget();
+        if planned.is_none() && self.uses.lock().record_now && !self.state.read().has_changes() {
+            // Only a use record was asked for, and none is due (the file is below half its
+            // budget): nothing to write, not even a directory sync.
+            return Ok(());
+        }
         let mut snap = self.snapshot();
         let mut rewrite = false;
         if snap.changes().is_empty() && !snap.cleared {
