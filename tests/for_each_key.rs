@@ -137,3 +137,31 @@ fn for_each_key_through_the_c_abi() {
         mace_storage_close(s);
     }
 }
+
+#[test]
+fn the_visitor_sees_a_snapshot_and_may_use_the_store() {
+    let fs = SimFs::new();
+    fs.write_file("data/.keep", b"");
+    let s = open_sim(&fs, Verify::Lazy);
+    s.put(b"a", Value::copy_from(b"1")).unwrap();
+    s.put(b"gone", Value::copy_from(b"x")).unwrap();
+    s.flush().unwrap();
+    s.put(b"b", Value::copy_from(b"2")).unwrap();
+    s.remove(b"gone").unwrap();
+    let mut seen = Vec::new();
+    s.for_each_key(|key| {
+        seen.push(key.to_vec());
+        // Writes and reads from inside the visit: the snapshot was taken, no lock is held.
+        s.put(b"c", Value::copy_from(b"3")).unwrap();
+        assert!(s.get(key).is_some());
+        true
+    });
+    assert_eq!(seen, vec![k("a"), k("b")]);
+    assert_eq!(s.keys(), vec![k("a"), k("b"), k("c")]);
+    let mut first = Vec::new();
+    s.for_each_key(|key| {
+        first.push(key.to_vec());
+        false
+    });
+    assert_eq!(first, vec![k("a")]);
+}

@@ -192,11 +192,8 @@ pub unsafe extern "C" fn mace_storage_for_each_key(
         let Some(visit) = visit else {
             return invalid(h, "visit is NULL");
         };
-        for k in st.store.keys() {
-            if visit(k.as_ptr(), k.len(), user_data) != 0 {
-                break;
-            }
-        }
+        st.store
+            .for_each_key(|k| visit(k.as_ptr(), k.len(), user_data) == 0);
         MACE_STORAGE_OK
     })
 }

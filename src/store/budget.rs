@@ -86,7 +86,21 @@ impl Store {
     /// them). `Ok(true)` when it wrote. Meant for the end of a process's use of the store (the
     /// MACE drop-in calls it when it closes the store of a path).
     pub fn record_uses(&self) -> Result<bool, Error> {
-        if self.opts.read_only || self.opts.budget.is_none() || self.uses.lock().last.is_empty() {
+        let Some(budget) = self.opts.budget.filter(|_| !self.opts.read_only) else {
+            return Ok(false);
+        };
+        if self.uses.lock().last.is_empty() {
+            return Ok(false);
+        }
+        // The file as last read or written is below half the budget: no record is due, and none
+        // is worth the lock (another process that grew it since records its own uses).
+        if self
+            .state
+            .read()
+            .disk
+            .meta
+            .map_or(true, |m| m.len <= budget / 2)
+        {
             return Ok(false);
         }
         let _one_at_a_time = self.flush_lock.lock();

@@ -625,25 +625,43 @@ impl Store {
     /// was read unverified ([`Verify::Lazy`]) is listed even if that value fails its checksum (and
     /// leaves the store) on first use.
     pub fn keys(&self) -> Vec<Vec<u8>> {
-        let s = self.state.read();
-        let mut v: Vec<Vec<u8>> = if s.cleared {
-            Vec::new()
-        } else {
-            s.base
-                .keys()
-                .filter(|k| !s.pending.contains_key(*k))
-                .cloned()
-                .collect()
-        };
-        v.extend(
-            s.pending
-                .iter()
-                .filter(|(_, p)| p.is_some())
-                .map(|(k, _)| k.clone()),
-        );
-        drop(s);
-        v.sort_unstable();
+        let mut v = Vec::new();
+        self.for_each_key(|k| {
+            v.push(k.to_vec());
+            true
+        });
         v
+    }
+
+    /// Calls `visit` with each key of [`Store::keys`], in the same order, without copying them:
+    /// the keys of a snapshot taken at the call (the committed map is shared, not copied), so
+    /// `visit` may use the store. Stops when `visit` returns `false`.
+    pub fn for_each_key(&self, mut visit: impl FnMut(&[u8]) -> bool) {
+        // (key, whether it is put): the changes not flushed yet, usually none.
+        let (base, pending) = {
+            let s = self.state.read();
+            let pending: Vec<(Vec<u8>, bool)> = s
+                .pending
+                .iter()
+                .map(|(k, p)| (k.clone(), p.is_some()))
+                .collect();
+            ((!s.cleared).then(|| Arc::clone(&s.base)), pending)
+        };
+        let changed: std::collections::HashSet<&[u8]> =
+            pending.iter().map(|(k, _)| &k[..]).collect();
+        let mut v: Vec<&[u8]> = base
+            .iter()
+            .flat_map(|b| b.keys())
+            .map(|k| &k[..])
+            .filter(|k| changed.is_empty() || !changed.contains(k))
+            .collect();
+        v.extend(pending.iter().filter(|(_, put)| *put).map(|(k, _)| &k[..]));
+        v.sort_unstable();
+        for k in v {
+            if !visit(k) {
+                break;
+            }
+        }
     }
 
     /// Number of entries now in the store, counting those not verified yet ([`Verify::Lazy`]): one
