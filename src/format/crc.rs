@@ -128,6 +128,7 @@ impl<'a> Crc<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_rng::Rng;
     use super::*;
 
     #[test]
@@ -170,20 +171,6 @@ mod tests {
                 y.update(b"more");
                 assert_eq!(x.finalize(), y.finalize());
             }
-        }
-    }
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
         }
     }
 

@@ -7,22 +7,7 @@ use super::stock::EXT_FIELD;
 use super::wire::put_varint;
 use super::*;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+use super::test_rng::Rng;
 
 const ROUNDS: usize = if cfg!(miri) { 3 } else { 60 };
 

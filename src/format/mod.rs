@@ -851,4 +851,6 @@ pub(crate) fn value_bytes_hashed() -> u64 {
 #[cfg(test)]
 mod known_crc_tests;
 #[cfg(test)]
+mod test_rng;
+#[cfg(test)]
 mod unit_tests;
