@@ -89,14 +89,7 @@ fn thirty_megabytes_offered_to_a_twenty_megabyte_budget_keep_the_file_within_it(
 #[test]
 fn a_program_used_by_a_later_process_outlives_newer_unused_ones() {
     let (_d, path) = common::temp_path("budget", "cache.bin");
-    {
-        let s = open(&path, 20);
-        put_metadata(&s);
-        for i in 0..12 {
-            put_program(&s, i);
-        }
-        s.flush().unwrap();
-    }
+    build(&path, 0..12, true);
     {
         // A later start uses programs 0-3 and builds one more: its flush records the uses.
         let s = open(&path, 20);
@@ -106,16 +99,24 @@ fn a_program_used_by_a_later_process_outlives_newer_unused_ones() {
         put_program(&s, 12);
         s.flush().unwrap();
     }
-    {
-        // A third start builds enough to need evictions and uses nothing itself.
-        let s = open(&path, 20);
-        for i in 13..20 {
-            put_program(&s, i);
-        }
-        s.flush().unwrap();
-        assert!(s.stats().evictions > 0, "{:?}", s.stats());
-    }
+    // A third start builds enough to need evictions and uses nothing itself.
+    let evictions = build(&path, 13..20, false);
+    assert!(evictions > 0, "the build needed no eviction");
     assert_used_and_newest_kept(&path);
+}
+
+/// A start under a 20 MB budget that builds `programs` (after the metadata, if `first`) and
+/// flushes once, using nothing; returns its evictions.
+fn build(path: &Path, programs: std::ops::Range<usize>, first: bool) -> u64 {
+    let s = open(path, 20);
+    if first {
+        put_metadata(&s);
+    }
+    for i in programs {
+        put_program(&s, i);
+    }
+    s.flush().unwrap();
+    s.stats().evictions
 }
 
 /// After programs 0-11, a start that used 0-3, and newer builds up to 19 under a 20 MB budget:
@@ -188,14 +189,7 @@ fn a_budget_below_the_metadata_evicts_every_binary_and_keeps_the_metadata() {
 #[test]
 fn a_start_that_only_reads_records_its_uses_and_they_count_at_the_next_eviction() {
     let (_d, path) = common::temp_path("budget", "cache.bin");
-    {
-        let s = open(&path, 20);
-        put_metadata(&s);
-        for i in 0..12 {
-            put_program(&s, i);
-        }
-        s.flush().unwrap();
-    }
+    build(&path, 0..12, true);
     let written = |s: &Store| s.stats().bytes_written;
     {
         // A start that uses programs 0-3 and builds nothing: no flush, its uses recorded at the end.
@@ -221,15 +215,9 @@ fn a_start_that_only_reads_records_its_uses_and_they_count_at_the_next_eviction(
         assert!(!s.record_uses().unwrap());
         assert_eq!(written(&s), 0);
     }
-    {
-        // A later start builds enough to need evictions and uses nothing itself.
-        let s = open(&path, 20);
-        for i in 12..20 {
-            put_program(&s, i);
-        }
-        s.flush().unwrap();
-        assert!(s.stats().evictions > 0, "{:?}", s.stats());
-    }
+    // A later start builds enough to need evictions and uses nothing itself.
+    let evictions = build(&path, 12..20, false);
+    assert!(evictions > 0, "the build needed no eviction");
     assert_used_and_newest_kept(&path);
 }
 
