@@ -190,9 +190,11 @@ TEST(DropInLazy, FindCopiesOnlyTheValuesMaceAsksFor) {
   EXPECT_EQ(3u, DropInStats(path).hits);
   for (size_t i = 0; i < 3; ++i) EXPECT_EQ(found[i], cache->Find(ProgramKey(wanted[i])));
   EXPECT_EQ(3u, DropInStats(path).hits);
-  // A key the file does not hold is answered from the index.
+  // A key the file does not hold is a miss of the store's, and takes no entry in the map.
   EXPECT_EQ(nullptr, cache->Find("absent -DX"));
-  EXPECT_EQ(0u, DropInStats(path).misses);
+  EXPECT_EQ(1u, DropInStats(path).misses);
+  EXPECT_EQ(nullptr, cache->Find("absent -DX"));
+  EXPECT_EQ(2u, DropInStats(path).misses);
   // Re-inserting a stored value is no change, whether it was copied or not: nothing to flush.
   EXPECT_TRUE(cache->Insert(kPlatformKey, B("platform")));
   EXPECT_TRUE(cache->Insert(ProgramKey(3), written[ProgramKey(3)]));

@@ -210,14 +210,16 @@ struct Changes {
 // the storage's data_mutex_ held exclusively, or held shared with mutex (concurrent Finds copy
 // values into data_ under it).
 struct Side {
-  Side() : store(nullptr) {}
+  Side() : store(nullptr), from_store(false) {}
   std::mutex mutex;
   Changes changes;
   // The store this storage loaded from and flushes to, one of its users (null until a Load or
   // Flush opened it).
   OpenStore *store;
-  // Keys of the store, as Load found them, whose value is not copied into data_ yet.
-  std::set<std::string> uncopied;
+  // Load found the file, and no Clear came since: Find looks up in the store the keys data_ does
+  // not hold. Not a copy of the keys (building one was a tenth of a start): Find sees the store
+  // as it is then, with what this process's flushes merged from others since the Load.
+  bool from_store;
 };
 
 // The side table of every FileStorage, by address. Never destroyed, as the registry.
@@ -373,17 +375,9 @@ int FileStorage::Load() {
     ReleaseStore(store);  // a Flush opened it already: the same store
     store = side->store;
   }
-  // An index, not a copy: Find copies the values MACE asks for. Keys already in data_ keep their
-  // value (it is the newer one), and after a Clear the file's entries are gone for this storage.
-  if (!side->changes.cleared) {
-    std::set<std::string> *uncopied = &side->uncopied;
-    Entries *data = &data_;
-    std::lock_guard<std::mutex> store_lock(store->mutex);
-    store->storage.ForEachKey([uncopied, data](const std::string &key) {
-      if (data->find(key) == data->end()) uncopied->insert(uncopied->end(), key);
-      return true;
-    });
-  }
+  // No copy: Find copies the values MACE asks for. Keys already in data_ keep their value (it is
+  // the newer one), and after a Clear the file's entries are gone for this storage.
+  side->from_store = !side->changes.cleared;
   loaded_ = true;
   return 0;
 }
@@ -397,7 +391,7 @@ bool FileStorage::Clear() {
   std::lock_guard<std::mutex> side_lock(side->mutex);
   side->changes.cleared = true;
   side->changes.keys.clear();
-  side->uncopied.clear();
+  side->from_store = false;
   return true;
 }
 
@@ -411,7 +405,7 @@ bool FileStorage::Insert(const std::string &key, const std::vector<unsigned char
   Entries::iterator it = data_.find(key);
   if (it != data_.end()) {
     if (it->second == value) return true;
-  } else if (side->store != nullptr && side->uncopied.count(key) != 0) {
+  } else if (side->store != nullptr && side->from_store) {
     mace_storage::Value stored;
     if (GetFromStore(side->store, key, &stored) && stored.size() == value.size() &&
         (value.empty() || memcmp(stored.data(), &value[0], value.size()) == 0)) {
@@ -419,7 +413,6 @@ bool FileStorage::Insert(const std::string &key, const std::vector<unsigned char
     }
   }
   data_[key] = value;
-  side->uncopied.erase(key);
   data_changed_ = true;
   side->changes.keys.insert(key);
   return true;
@@ -434,16 +427,14 @@ const std::vector<unsigned char> *FileStorage::Find(const std::string &key) {
     Entries::const_iterator it = data_.find(key);
     if (it != data_.end()) {
       found = &it->second;
-    } else if (side->store != nullptr && side->uncopied.erase(key) != 0) {
-      // First use: read from the file straight into a node of its own, verified there (std::map
-      // insertion moves no other element, so the pointers MACE holds stay valid); the store keeps
-      // no copy. A value that is gone or fails its checksum takes its node with it.
-      Entries::iterator node =
-          data_.insert(std::make_pair(key, std::vector<unsigned char>())).first;
-      if (GetIntoFromStore(side->store, key, &node->second)) {
-        found = &node->second;
-      } else {
-        data_.erase(node);
+    } else if (side->store != nullptr && side->from_store) {
+      // First use: read from the file straight into the vector MACE gets, verified there, and
+      // moved into a node of its own (std::map insertion moves no other element, so the pointers
+      // MACE holds stay valid); the store keeps no copy. A value that is gone or fails its
+      // checksum leaves no entry.
+      std::vector<unsigned char> value;
+      if (GetIntoFromStore(side->store, key, &value)) {
+        found = &data_.insert(std::make_pair(key, std::move(value))).first->second;
       }
     }
   }
