@@ -22,7 +22,7 @@ const MAX_USE_RECORDS: usize = 8;
 #[derive(Default)]
 pub(super) struct Uses {
     clock: u64,
-    last: HashMap<Vec<u8>, u64>,
+    last: KeyMap<u64>,
     /// Set by [`Store::record_uses`] for its flush: a use record is due though nothing changed.
     pub(super) record_now: bool,
 }
@@ -45,7 +45,7 @@ fn encode_uses<'a>(uses: impl Iterator<Item = (&'a [u8], u64)>) -> Vec<u8> {
 
 /// Decodes a use record's value into `into` (keeping the highest generation of each key); stops at
 /// the first malformed pair: a record that passed its checksum but is not one only loses use data.
-fn decode_uses(mut v: &[u8], into: &mut HashMap<Vec<u8>, u64>) {
+fn decode_uses(mut v: &[u8], into: &mut KeyMap<u64>) {
     while v.len() >= 12 {
         let g = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
         let n = u32::from_le_bytes(v[8..12].try_into().unwrap_or_default()) as usize;
@@ -145,7 +145,7 @@ impl Store {
                 .cloned()
                 .collect()
         };
-        let mut gens = HashMap::new();
+        let mut gens = KeyMap::default();
         let mut newest = 0;
         for k in &record_keys {
             newest = newest.max(record_generation(k).unwrap_or(0));
@@ -284,13 +284,13 @@ mod tests {
     #[test]
     fn a_use_record_round_trips_and_keeps_the_newest_generation() {
         let v = encode_uses([(&b"a"[..], 3), (&b""[..], 1), (&b"bc"[..], 7)].into_iter());
-        let mut m = HashMap::new();
+        let mut m = KeyMap::default();
         decode_uses(&v, &mut m);
         decode_uses(&encode_uses([(&b"a"[..], 2)].into_iter()), &mut m);
         assert_eq!(m.len(), 3);
         assert_eq!((m[&b"a"[..]], m[&b""[..]], m[&b"bc"[..]]), (3, 1, 7));
         // A cut record keeps the pairs before the cut.
-        let mut cut = HashMap::new();
+        let mut cut = KeyMap::default();
         decode_uses(&v[..v.len() - 1], &mut cut);
         assert_eq!(cut.len(), 2);
     }

@@ -171,7 +171,7 @@ impl Store {
     fn append_target(
         &self,
         snap: &Snapshot,
-        changes: &HashMap<Vec<u8>, Option<Item>>,
+        changes: &KeyMap<Option<Item>>,
     ) -> Option<CheckedInfo> {
         let base = &snap.base;
         snap.disk.checked.filter(|info| {
@@ -187,7 +187,7 @@ impl Store {
     fn finish(
         &self,
         snap: Snapshot,
-        changes: HashMap<Vec<u8>, Option<Item>>,
+        changes: KeyMap<Option<Item>>,
         result: Result<Written, Error>,
         lock: &CacheLock,
     ) -> Result<(), Error> {
@@ -252,7 +252,7 @@ impl Store {
         &self,
         side: &SideFiles<'_>,
         lock: &CacheLock,
-        changes: &HashMap<Vec<u8>, Option<Item>>,
+        changes: &KeyMap<Option<Item>>,
         snap: &Snapshot,
         force_rewrite: bool,
     ) -> Result<Written, Error> {
@@ -268,7 +268,7 @@ impl Store {
     fn append(
         &self,
         info: &CheckedInfo,
-        changes: &HashMap<Vec<u8>, Option<Item>>,
+        changes: &KeyMap<Option<Item>>,
         disk: &Disk,
     ) -> Result<Option<Written>, Error> {
         let fs = &*self.opts.fs;
@@ -337,12 +337,12 @@ impl Store {
         &self,
         side: &SideFiles<'_>,
         lock: &CacheLock,
-        changes: &HashMap<Vec<u8>, Option<Item>>,
+        changes: &KeyMap<Option<Item>>,
         snap: &Snapshot,
     ) -> Result<Written, Error> {
         let path = &self.target;
-        let mut target: HashMap<Vec<u8>, Item> = if snap.cleared {
-            HashMap::new()
+        let mut target: KeyMap<Item> = if snap.cleared {
+            KeyMap::default()
         } else {
             snap.base
                 .iter()
@@ -408,16 +408,16 @@ fn entry_in<'a>(k: &'a [u8], i: &'a Item) -> Option<EntryIn<'a>> {
 
 /// What a flush commits: the pending changes and the committed state they apply to.
 struct Snapshot {
-    inflight: HashMap<Vec<u8>, Option<Item>>,
+    inflight: KeyMap<Option<Item>>,
     cleared: bool,
     clears: u64,
-    base: Arc<HashMap<Vec<u8>, Item>>,
+    base: Arc<KeyMap<Item>>,
     disk: Disk,
 }
 
 impl Snapshot {
     /// The pending changes that change something: a put equal to the committed value is none.
-    fn changes(&self) -> HashMap<Vec<u8>, Option<Item>> {
+    fn changes(&self) -> KeyMap<Option<Item>> {
         self.inflight
             .iter()
             .filter(|(k, v)| self.cleared || is_change(&self.base, k, v))
@@ -430,13 +430,13 @@ impl Snapshot {
 /// appended the changes), and the bytes written.
 struct Written {
     disk: Disk,
-    rewritten: Option<HashMap<Vec<u8>, Item>>,
+    rewritten: Option<KeyMap<Item>>,
     bytes: u64,
 }
 
 /// Drops from `pending` the changes of `inflight` that are now on disk, unless they were changed
 /// again meanwhile (a later put or remove of the key stays pending for the next flush).
-fn settle(s: &mut State, inflight: HashMap<Vec<u8>, Option<Item>>) {
+fn settle(s: &mut State, inflight: KeyMap<Option<Item>>) {
     for (k, v) in inflight {
         let unchanged = match (s.pending.get(&k), &v) {
             (Some(Some(now)), Some(then)) => now.same(then),

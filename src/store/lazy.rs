@@ -240,7 +240,7 @@ impl Lazy {
 /// Builds the store's entries from the walk of a file read through `handle`.
 pub(super) struct Collect<'h> {
     pub(super) handle: &'h Arc<dyn ReadHandle>,
-    pub(super) base: HashMap<Vec<u8>, Item>,
+    pub(super) base: KeyMap<Item>,
 }
 
 impl Sink for Collect<'_> {

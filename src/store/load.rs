@@ -5,12 +5,9 @@ use super::*;
 use crate::format::Source;
 
 /// The entries of a decoded file, sharing the file's buffer; built values are moved, not copied.
-pub(super) fn load_entries(
-    owner: &Backing,
-    entries: Vec<format::DecodedEntry>,
-) -> HashMap<Vec<u8>, Item> {
+pub(super) fn load_entries(owner: &Backing, entries: Vec<format::DecodedEntry>) -> KeyMap<Item> {
     let input = (**owner).as_ref();
-    let mut m = HashMap::with_capacity(entries.len());
+    let mut m = key_map_with_capacity(entries.len());
     for e in entries {
         let value = match e.value {
             format::ValueRef::Slice(r) => Value::slice_of(owner, r),
@@ -32,7 +29,7 @@ pub(super) fn load_entries(
 
 /// A file read from disk and what the store makes of it.
 pub(super) struct Loaded {
-    pub(super) base: HashMap<Vec<u8>, Item>,
+    pub(super) base: KeyMap<Item>,
     pub(super) disk: Disk,
     pub(super) report: Report,
     /// Why the file cannot be read at all (it opened empty), if so.
@@ -91,7 +88,7 @@ pub(super) fn too_large_error(path: &Path, len: u64, max: u64) -> Error {
 pub(super) fn too_large_loaded(path: &Path, meta: FileMeta, max: u64) -> Loaded {
     let why = too_large_error(path, meta.len, max).to_string();
     Loaded {
-        base: HashMap::new(),
+        base: KeyMap::default(),
         disk: Disk::default(),
         report: Report {
             missing: false,
@@ -147,7 +144,7 @@ pub(super) fn load_within(
 /// What opening a file that is absent gives: an empty store.
 fn missing() -> Loaded {
     Loaded {
-        base: HashMap::new(),
+        base: KeyMap::default(),
         disk: Disk::default(),
         unreadable: None,
         report: Report {
@@ -210,7 +207,7 @@ fn load_lazy(fs: &dyn Fs, path: &Path, max: u64) -> Result<Loaded, Error> {
     if candidate {
         let mut sink = lazy::Collect {
             handle: &handle,
-            base: HashMap::new(),
+            base: KeyMap::default(),
         };
         if let Some(w) = format::walk_lazy(&mut src, &mut sink) {
             let base = sink.base;
@@ -273,7 +270,7 @@ fn decoded(bytes: Vec<u8>, meta: FileMeta, index: &format::CrcIndex) -> Loaded {
                 ),
             };
             return Loaded {
-                base: HashMap::new(),
+                base: KeyMap::default(),
                 disk: Disk {
                     meta: Some(meta),
                     ..Disk::default()

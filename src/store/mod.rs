@@ -7,6 +7,7 @@
 mod budget;
 mod error;
 mod flush;
+mod key_map;
 mod lazy;
 mod load;
 mod options;
@@ -19,6 +20,7 @@ pub use report::{Report, Stats};
 pub use value::{Backing, Value};
 
 use error::io_err;
+use key_map::{key_map_with_capacity, KeyMap};
 
 use crate::format::{
     self, CheckedInfo, Damage, EntryCheck, EntryIn, Format, KnownCrc, ValueKind, WriteParams,
@@ -29,7 +31,6 @@ use crate::io::{parent_dir, FileMeta, Fs, LockKind};
 use lazy::{Got, Lazy};
 use load::{load_entries, load_within};
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,9 +124,9 @@ type BoundKey = (Option<FileMeta>, usize, usize);
 struct State {
     /// The committed state as last read or written; shared, so that a flush snapshots it without
     /// copying it (only a flush changes it, one at a time).
-    base: Arc<HashMap<Vec<u8>, Item>>,
+    base: Arc<KeyMap<Item>>,
     /// Changes since then (`None`: removed).
-    pending: HashMap<Vec<u8>, Option<Item>>,
+    pending: KeyMap<Option<Item>>,
     /// `clear` since then: `base` is hidden.
     cleared: bool,
     /// Counts `clear` calls, so a flush knows whether one came while it was writing.
@@ -147,9 +148,9 @@ impl State {
         }
     }
 
-    fn current(&self) -> HashMap<Vec<u8>, Item> {
+    fn current(&self) -> KeyMap<Item> {
         let mut m = if self.cleared {
-            HashMap::new()
+            KeyMap::default()
         } else {
             (*self.base).clone()
         };
@@ -210,7 +211,7 @@ impl State {
 /// the removal of a key the file does not hold (a flush that failed after its rename took effect
 /// leaves its removals pending over the file that already has them).
 /// A committed value not read yet counts as different: the flush reads those a put may equal first.
-fn is_change(base: &HashMap<Vec<u8>, Item>, key: &[u8], v: &Option<Item>) -> bool {
+fn is_change(base: &KeyMap<Item>, key: &[u8], v: &Option<Item>) -> bool {
     let equal = |b: &Item, i: &Item| {
         b.kind == i.kind
             && b.len() == i.len()
