@@ -201,6 +201,11 @@ TEST(DropInLazy, FindCopiesOnlyTheValuesMaceAsksFor) {
   EXPECT_EQ(0, cache->Flush());
   EXPECT_EQ(0u, DropInStats(path).flushes);
   EXPECT_EQ(found[0], cache->Find(ProgramKey(3)));
+  // MACE inserts a program it found missing once built: the store is not asked again.
+  EXPECT_TRUE(cache->Insert("absent -DX", B("x binary")));
+  EXPECT_EQ(2u, DropInStats(path).misses);
+  EXPECT_EQ(0, cache->Flush());
+  EXPECT_EQ(1u, DropInStats(path).flushes);
 }
 
 TEST(DropInLazy, FlushAfterOneInsertCommitsThroughTheLoadedStoreWithoutReadingTheFile) {

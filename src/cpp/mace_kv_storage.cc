@@ -220,6 +220,9 @@ struct Side {
   // not hold. Not a copy of the keys (building one was a tenth of a start): Find sees the store
   // as it is then, with what this process's flushes merged from others since the Load.
   bool from_store;
+  // Keys Find looked up in the store and missed: MACE inserts them once built, and the store need
+  // not be asked again whether the new value is the stored one.
+  std::set<std::string> missed;
 };
 
 // The side table of every FileStorage, by address. Never destroyed, as the registry.
@@ -392,6 +395,7 @@ bool FileStorage::Clear() {
   side->changes.cleared = true;
   side->changes.keys.clear();
   side->from_store = false;
+  side->missed.clear();
   return true;
 }
 
@@ -405,7 +409,7 @@ bool FileStorage::Insert(const std::string &key, const std::vector<unsigned char
   Entries::iterator it = data_.find(key);
   if (it != data_.end()) {
     if (it->second == value) return true;
-  } else if (side->store != nullptr && side->from_store) {
+  } else if (side->store != nullptr && side->from_store && side->missed.erase(key) == 0) {
     mace_storage::Value stored;
     if (GetFromStore(side->store, key, &stored) && stored.size() == value.size() &&
         (value.empty() || memcmp(stored.data(), &value[0], value.size()) == 0)) {
@@ -435,6 +439,8 @@ const std::vector<unsigned char> *FileStorage::Find(const std::string &key) {
       std::vector<unsigned char> value;
       if (GetIntoFromStore(side->store, key, &value)) {
         found = &data_.insert(std::make_pair(key, std::move(value))).first->second;
+      } else {
+        side->missed.insert(key);
       }
     }
   }
