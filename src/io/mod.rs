@@ -69,6 +69,18 @@ pub trait ReadHandle: Send + Sync {
         }
         Ok(())
     }
+    /// Appends the `len` bytes at `offset` to `buf`, as [`ReadHandle::read_exact_at`] into a
+    /// zeroed tail would; on an error `buf` keeps its length. POSIX reads into the spare capacity,
+    /// so the tail is not zeroed first (a pass over every byte of a value read from the page cache).
+    fn read_exact_at_append(&self, offset: u64, buf: &mut Vec<u8>, len: usize) -> io::Result<()> {
+        let old = buf.len();
+        buf.resize(old + len, 0);
+        let read = self.read_exact_at(offset, &mut buf[old..]);
+        if read.is_err() {
+            buf.truncate(old);
+        }
+        read
+    }
     /// The identity of the open file as it is now.
     fn meta(&self) -> io::Result<FileMeta>;
 }

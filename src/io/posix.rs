@@ -299,6 +299,43 @@ impl ReadHandle for PosixRead {
         Ok(())
     }
 
+    fn read_exact_at_append(&self, offset: u64, buf: &mut Vec<u8>, len: usize) -> io::Result<()> {
+        if !within(offset, len, self.len) {
+            return Err(past_the_end());
+        }
+        buf.try_reserve_exact(len).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("cannot allocate {len} bytes for a value"),
+            )
+        })?;
+        let fd = self.file.file().as_raw_fd();
+        let (old, mut done) = (buf.len(), 0usize);
+        while done < len {
+            let at = libc::off_t::try_from(offset + done as u64).map_err(|_| past_the_end())?;
+            let spare = &mut buf.spare_capacity_mut()[done..len];
+            // SAFETY: `spare` is the vector's own unused capacity (reserved above, at least `len`
+            // bytes past its length), borrowed mutably here; pread writes at most `spare.len()`
+            // bytes into it and reads none.
+            let n = unsafe { libc::pread(fd, spare.as_mut_ptr().cast(), spare.len(), at) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(past_the_end());
+            }
+            done += n as usize;
+        }
+        // SAFETY: the `len` bytes past the old length were written by the preads above, and lie
+        // within the capacity reserved.
+        unsafe { buf.set_len(old + len) };
+        Ok(())
+    }
+
     fn read_exact_vectored_at(&self, offset: u64, bufs: &mut [&mut [u8]]) -> io::Result<()> {
         let total = bufs.iter().map(|b| b.len()).sum::<usize>();
         if !within(offset, total, self.len) {
@@ -801,6 +838,45 @@ mod tests {
             .unwrap();
         let mut z = vec![0; 50];
         assert!(h.read_exact_vectored_at(19_990, &mut [&mut z]).is_err());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn an_appending_read_extends_the_buffer_only_by_whole_reads_within_the_length_at_open() {
+        use std::io::Write;
+        let d = tmpdir("append-read");
+        let p = d.join("f.bin");
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 13 + i / 251) as u8).collect();
+        std::fs::write(&p, &bytes).unwrap();
+        let (h, _) = PosixFs.open_read(&p).unwrap().unwrap();
+        let mut buf = b"head".to_vec();
+        h.read_exact_at_append(5, &mut buf, 200_000).unwrap();
+        assert_eq!(&buf[..4], b"head");
+        assert_eq!(buf[4..], bytes[5..200_005]);
+        h.read_exact_at_append(0, &mut buf, 0).unwrap();
+        h.read_exact_at_append(299_990, &mut buf, 10).unwrap();
+        assert_eq!(buf.len(), 200_014);
+        assert_eq!(buf[200_004..], bytes[299_990..]);
+        // Past the end: an error, and the buffer as it was.
+        let err = h.read_exact_at_append(299_995, &mut buf, 10).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(buf.len(), 200_014);
+        // Grown since the open, or shrunk under the handle: still an error, nothing appended.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(&[1; 100])
+            .unwrap();
+        assert!(h.read_exact_at_append(299_990, &mut buf, 50).is_err());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(1000)
+            .unwrap();
+        assert!(h.read_exact_at_append(500, &mut buf, 1000).is_err());
+        assert_eq!(buf.len(), 200_014);
         std::fs::remove_dir_all(d).unwrap();
     }
 

@@ -144,17 +144,25 @@ impl Lazy {
             return Got::Failed { first: false };
         }
         let rec = self.check.record.clone();
-        let mut buf = vec![0u8; rec.len() + self.check.stored_crc_len()];
+        let total = rec.len() + self.check.stored_crc_len();
+        let mut buf = Vec::new();
+        if buf.try_reserve_exact(total).is_err() {
+            return Got::Io(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("cannot allocate {total} bytes for a value"),
+            ));
+        }
         let mut h = crc32fast::Hasher::new();
-        let mut done = 0;
-        while done < buf.len() {
-            let n = (buf.len() - done).min(CHUNK);
-            let piece = &mut buf[done..done + n];
-            if let Err(e) = self.handle.read_exact_at((rec.start + done) as u64, piece) {
+        while buf.len() < total {
+            let done = buf.len();
+            let n = (total - done).min(CHUNK);
+            let read = self
+                .handle
+                .read_exact_at_append((rec.start + done) as u64, &mut buf, n);
+            if let Err(e) = read {
                 return Got::Io(e);
             }
-            h.update(&piece[..n.min(rec.len().saturating_sub(done))]);
-            done += n;
+            h.update(&buf[done..done + n.min(rec.len().saturating_sub(done))]);
         }
         let range = self.value.start - rec.start..self.value.end - rec.start;
         let framed = || {
