@@ -650,7 +650,12 @@ fn get_into_after_an_io_error_misses_and_keeps_the_entry() {
     let (fs, want) = committed(3, false);
     let s = open_sim(&fs, Verify::Lazy);
     let k = key(1);
-    for n in 1..=3 {
+    // get_into keeps no copy: each call reads the value again, in as many calls as this one.
+    fs.reset_calls();
+    assert_eq!(get_into(&s, &k).as_ref(), Some(&want[&k]));
+    let reads = fs.calls();
+    assert!(reads >= 1, "{:?}", fs.trace());
+    for n in 1..=reads {
         fs.reset_calls();
         fs.fail_at(n, FailKind::Once(libc::EIO));
         assert_eq!(get_into(&s, &k), None, "read {n}");
@@ -685,5 +690,49 @@ fn every_byte_flip_reads_the_same_by_get_into_as_eagerly() {
             .filter_map(|k| get_into(&lazy, k).map(|v| (k.clone(), v)))
             .collect();
         assert_eq!(by_get_into, eagerly, "flip at {at}");
+    }
+}
+
+/// A first get, and every get_into, reads the value's whole record in one read however long it is:
+/// a record read in pieces looks like a sequential stream to the kernel, which then reads ahead
+/// several times what was asked for (a disk round trip per piece, and megabytes nobody uses),
+/// where one read of a known length fetches just that.
+#[test]
+fn a_value_is_read_in_one_read_of_its_record_however_long() {
+    let fs = SimFs::new();
+    fs.write_file("data/.keep", b"");
+    let s = open_sim(&fs, Verify::Lazy);
+    s.put(PLATFORM_INFO_KEY, Value::copy_from(b"platform"))
+        .unwrap();
+    let lens = [20, 60_000, 300 << 10, 3 << 20];
+    for (i, &len) in lens.iter().enumerate() {
+        s.put(&key(i), Value::from_vec(value(i, len))).unwrap();
+    }
+    s.flush().unwrap();
+    drop(s);
+    let reads = |fs: &SimFs| -> Vec<String> {
+        fs.trace()
+            .into_iter()
+            .filter(|t| t.contains(" read_at "))
+            .collect()
+    };
+    for (i, &len) in lens.iter().enumerate() {
+        let s = open_sim(&fs, Verify::Lazy);
+        fs.reset_calls();
+        assert_eq!(get_into(&s, &key(i)).map(|v| v.len()), Some(len));
+        let by_get_into = reads(&fs);
+        fs.reset_calls();
+        assert_eq!(s.get(&key(i)).map(|v| v.len()), Some(len));
+        let by_get = reads(&fs);
+        for (how, r) in [("get_into", by_get_into), ("get", by_get)] {
+            assert_eq!(r.len(), 1, "{how} of {len} bytes: {r:?}");
+            let read = r[0]
+                .rsplit("len=")
+                .next()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap();
+            assert!((len..len + 4096).contains(&read), "{how} of {len}: {r:?}");
+        }
     }
 }

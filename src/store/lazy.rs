@@ -13,9 +13,6 @@ use std::sync::OnceLock;
 /// extension and the next record's start, in one read; small beside the values it skips.
 const WINDOW: usize = 1 << 10;
 
-/// Bytes read between two updates of a checksum: each piece is checksummed while in the CPU's cache.
-const CHUNK: usize = 256 << 10;
-
 /// A [`Source`] reading windows of a file through its handle, at the offsets the walk asks for.
 pub(super) struct Windowed<'h> {
     handle: &'h dyn ReadHandle,
@@ -152,18 +149,18 @@ impl Lazy {
                 format!("cannot allocate {total} bytes for a value"),
             ));
         }
-        let mut h = crc32fast::Hasher::new();
-        while buf.len() < total {
-            let done = buf.len();
-            let n = (total - done).min(CHUNK);
-            let read = self
-                .handle
-                .read_exact_at_append((rec.start + done) as u64, &mut buf, n);
-            if let Err(e) = read {
-                return Got::Io(e);
-            }
-            h.update(&buf[done..done + n.min(rec.len().saturating_sub(done))]);
+        // One read of the whole record, whatever its length: read in pieces, it looks to the
+        // kernel like a sequential stream, which it reads ahead of at several times the piece
+        // (a disk round trip per piece and megabytes no one asked for); one read of a known
+        // length at a random offset fetches just that.
+        let read = self
+            .handle
+            .read_exact_at_append(rec.start as u64, &mut buf, total);
+        if let Err(e) = read {
+            return Got::Io(e);
         }
+        let mut h = crc32fast::Hasher::new();
+        h.update(&buf[..rec.len()]);
         let range = self.value.start - rec.start..self.value.end - rec.start;
         let framed = || {
             let (before, rest) = buf.split_at(range.start);
@@ -203,38 +200,17 @@ impl Lazy {
         let rec = &self.check.record;
         let mut before = vec![0u8; self.value.start - rec.start];
         let mut after = vec![0u8; rec.end - self.value.end + self.check.stored_crc_len()];
-        let mut h = crc32fast::Hasher::new();
-        if out.len() <= CHUNK {
-            // One read for the record: it is checksummed while still in the CPU cache.
-            let read = self.handle.read_exact_vectored_at(
-                rec.start as u64,
-                &mut [&mut before[..], &mut *out, &mut after[..]],
-            );
-            if let Err(e) = read {
-                return Got::Io(e);
-            }
-            h.update(&before);
-            h.update(out);
-        } else {
-            if let Err(e) = self.handle.read_exact_at(rec.start as u64, &mut before) {
-                return Got::Io(e);
-            }
-            h.update(&before);
-            let mut done = 0;
-            while done < out.len() {
-                let n = (out.len() - done).min(CHUNK);
-                let piece = &mut out[done..done + n];
-                let at = self.value.start + done;
-                if let Err(e) = self.handle.read_exact_at(at as u64, piece) {
-                    return Got::Io(e);
-                }
-                h.update(piece);
-                done += n;
-            }
-            if let Err(e) = self.handle.read_exact_at(self.value.end as u64, &mut after) {
-                return Got::Io(e);
-            }
+        // One read for the record, as in `load`.
+        let read = self.handle.read_exact_vectored_at(
+            rec.start as u64,
+            &mut [&mut before[..], &mut *out, &mut after[..]],
+        );
+        if let Err(e) = read {
+            return Got::Io(e);
         }
+        let mut h = crc32fast::Hasher::new();
+        h.update(&before);
+        h.update(out);
         h.update(&after[..rec.end - self.value.end]);
         if h.finalize() != self.check.crc || !self.check.framing_ok(&before, &after, out.len(), key)
         {

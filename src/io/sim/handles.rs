@@ -90,6 +90,25 @@ impl ReadHandle for SimRead {
         })
     }
 
+    /// One call, as `preadv` is one system call: a fault fails the whole read.
+    fn read_exact_vectored_at(&self, offset: u64, bufs: &mut [&mut [u8]]) -> io::Result<()> {
+        let (ino, len) = (self.ino, self.len);
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let desc = format!("read_at ino={ino} off={offset} len={total}");
+        self.fs.call(desc, |st| {
+            let data = &st.node(ino).data;
+            if !within(offset, total, len) || !within(offset, total, data.len() as u64) {
+                return Err(past_the_end());
+            }
+            let mut at = offset as usize;
+            for b in bufs.iter_mut() {
+                b.copy_from_slice(&data[at..at + b.len()]);
+                at += b.len();
+            }
+            Ok(())
+        })
+    }
+
     fn meta(&self) -> io::Result<FileMeta> {
         let ino = self.ino;
         self.fs
