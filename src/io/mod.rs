@@ -41,6 +41,16 @@ pub struct FileMeta {
 pub trait FileHandle: Send {
     /// Writes all of `data` at `offset`, extending the file if needed.
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Writes `pieces` one after another from `offset` on, as consecutive
+    /// [`FileHandle::write_at`] calls would, in as few system calls as the platform allows.
+    fn write_all_vectored_at(&mut self, offset: u64, pieces: &[&[u8]]) -> io::Result<()> {
+        let mut at = offset;
+        for p in pieces {
+            self.write_at(at, p)?;
+            at += p.len() as u64;
+        }
+        Ok(())
+    }
     /// Makes the file's data (and the size needed to read it) durable, like `fdatasync`.
     fn sync_data(&mut self) -> io::Result<()>;
     /// Makes the file's data and metadata durable, like `fsync`.

@@ -162,11 +162,8 @@ impl<'a> SideFiles<'a> {
     ) -> io::Result<(u64, FileMeta)> {
         let (tmp, mut h) = self.create_temp()?;
         let result = (|| {
-            let mut off = 0u64;
-            for p in pieces {
-                h.write_at(off, p)?;
-                off += p.len() as u64;
-            }
+            h.write_all_vectored_at(0, pieces)?;
+            let off: u64 = pieces.iter().map(|p| p.len() as u64).sum();
             if let Some(m) = mode.filter(|&m| m != 0) {
                 h.set_mode(m)?;
             }

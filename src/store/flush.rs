@@ -288,10 +288,9 @@ impl Store {
             // Records first, synced; only then the commit record that vouches for them.
             let mut off = info.file_len - 4;
             for part in [append.records.slices(), append.commit.slices()] {
-                for piece in part {
-                    h.write_at(off, piece).map_err(io_err("append to", path))?;
-                    off += piece.len() as u64;
-                }
+                h.write_all_vectored_at(off, &part)
+                    .map_err(io_err("append to", path))?;
+                off += part.iter().map(|p| p.len() as u64).sum::<u64>();
                 h.sync_data().map_err(io_err("sync", path))?;
             }
             let meta = h.meta().map_err(io_err("stat", path))?;
