@@ -759,3 +759,37 @@ fn temporaries_of_dead_writers_are_removed_by_the_next_rewrite() {
     let names = names_in(dir.path());
     assert_eq!(names.len(), 3, "{names:?}"); // the file, its lock, the live temporary
 }
+
+/// The lock file's note, through the real lock descriptor: after the rewrite that made the file,
+/// it names that file (device and inode, as `stat` gives them), an append leaves it alone, and
+/// the next rewrite's new file replaces it.
+#[test]
+fn the_lock_file_notes_the_file_whose_name_a_directory_sync_made_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.bin");
+    let lock = dir.path().join("cache.bin.lock");
+    let note_names = |p: &Path| {
+        let note = std::fs::read(&lock).unwrap();
+        let m = std::fs::metadata(p).unwrap();
+        note.len() == 36
+            && note.starts_with(b"MSNAME01")
+            && note[8..16] == m.dev().to_le_bytes()
+            && note[16..24] == m.ino().to_le_bytes()
+    };
+    let s = Store::open(&path, Options::default()).unwrap();
+    s.put(b"a", Value::from_vec(make("a", 1, 100))).unwrap();
+    s.flush().unwrap();
+    assert!(note_names(&path));
+    let first = std::fs::read(&lock).unwrap();
+    drop(s);
+    let s = Store::open(&path, Options::default()).unwrap();
+    s.put(b"b", Value::from_vec(make("b", 1, 100))).unwrap();
+    s.flush().unwrap();
+    assert_eq!(s.stats().appends, 1);
+    assert_eq!(std::fs::read(&lock).unwrap(), first);
+    s.put(b"a", Value::from_vec(make("a", 2, 100))).unwrap();
+    s.flush().unwrap();
+    assert_eq!(s.stats().rewrites, 1);
+    assert!(note_names(&path));
+    assert_ne!(std::fs::read(&lock).unwrap(), first);
+}

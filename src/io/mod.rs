@@ -154,6 +154,16 @@ pub enum LockKind {
 pub struct ProcessLock {
     kind: LockKind,
     _guard: Option<Box<dyn Send>>,
+    note: Option<Box<dyn LockNote>>,
+}
+
+/// The few bytes a lock file holds for the lock's holders ([`ProcessLock::read_note`]), read and
+/// written through the descriptor that holds the lock, never by name.
+pub trait LockNote: Send {
+    /// Up to `max` bytes from the start of the lock file.
+    fn read(&self, max: usize) -> io::Result<Vec<u8>>;
+    /// Writes `bytes` at the start of the lock file, without a sync.
+    fn write(&self, bytes: &[u8]) -> io::Result<()>;
 }
 
 impl ProcessLock {
@@ -162,12 +172,29 @@ impl ProcessLock {
         ProcessLock {
             kind,
             _guard: guard,
+            note: None,
         }
+    }
+
+    /// The lock, with the lock file's contents reachable through `note`.
+    pub fn with_note(mut self, note: Box<dyn LockNote>) -> Self {
+        self.note = Some(note);
+        self
     }
 
     /// How the lock was obtained.
     pub fn kind(&self) -> LockKind {
         self.kind
+    }
+
+    /// Up to `max` bytes the lock file holds; `None` where it cannot be read (or there is none).
+    pub fn read_note(&self, max: usize) -> Option<Vec<u8>> {
+        self.note.as_ref()?.read(max).ok()
+    }
+
+    /// Replaces the start of the lock file with `bytes`, unsynced; `false` where it cannot.
+    pub fn write_note(&self, bytes: &[u8]) -> bool {
+        self.note.as_ref().is_some_and(|n| n.write(bytes).is_ok())
     }
 }
 

@@ -1,8 +1,8 @@
 //! The real filesystem, through POSIX calls.
 
 use super::{
-    buffer_for, past_the_end, within, FileHandle, FileMeta, Fs, LockKind, ProcessLock, ReadHandle,
-    OBSERVE_CHUNK,
+    buffer_for, past_the_end, within, FileHandle, FileMeta, Fs, LockKind, LockNote, ProcessLock,
+    ReadHandle, OBSERVE_CHUNK,
 };
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -555,7 +555,9 @@ impl Fs for PosixFs {
             let held = f.metadata()?;
             match std::fs::symlink_metadata(lock_path) {
                 Ok(now) if same_file(&now, &held) => {
-                    return Ok(ProcessLock::new(kind, Some(Box::new(f))))
+                    let f = Arc::new(f);
+                    let guard: Box<dyn Send> = Box::new(Arc::clone(&f));
+                    return Ok(ProcessLock::new(kind, Some(guard)).with_note(Box::new(Note(f))));
                 }
                 _ => continue,
             }
@@ -638,6 +640,30 @@ impl Fs for PosixFs {
 /// Opens (creating) the lock file without following a link at its name. A link there is removed
 /// (the library never made it); a lock file this user may not write is opened read-only (flock
 /// needs no write access); one it may not even read is replaced by a fresh one.
+/// The lock file's contents, through the descriptor that holds its lock.
+struct Note(Arc<File>);
+
+impl LockNote for Note {
+    fn read(&self, max: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; max];
+        let mut done = 0;
+        while done < max {
+            match self.0.read_at(&mut buf[done..], done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    fn write(&self, bytes: &[u8]) -> io::Result<()> {
+        self.0.write_all_at(bytes, 0)
+    }
+}
+
 fn open_lock_file(p: &Path) -> io::Result<File> {
     let mut last = None;
     for _ in 0..8 {

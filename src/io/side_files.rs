@@ -19,6 +19,8 @@
 //! - **Set aside** ([`SideFiles::set_aside`]): only under the lock, only the very file that was
 //!   locked (same device and inode), then a directory sync.
 //! - **Markers** ([`SideFiles::open_marker`]): created without following a link at their name.
+//! - **The lock file's note** ([`CacheLock::note_name_durable`]): the file whose name a directory
+//!   sync made durable, so that the next writer's first append to it need not sync again.
 //!
 //! Nothing here follows a symbolic link at a name the library creates. A cache path that is itself
 //! a link is resolved once ([`SideFiles::open`]): every side file lives beside the link's target,
@@ -55,7 +57,7 @@ pub struct SideFiles<'a> {
 
 /// The cache's lock: the lock file's, and the cache file's if it existed; released when dropped.
 pub struct CacheLock {
-    _lock_file: ProcessLock,
+    lock_file: ProcessLock,
     file: Option<(ProcessLock, FileMeta)>,
     kind: LockKind,
 }
@@ -70,6 +72,40 @@ impl CacheLock {
     pub fn file(&self) -> Option<&FileMeta> {
         self.file.as_ref().map(|(_, m)| m)
     }
+
+    /// Whether the lock file's note says that the file `meta` names, with checked-1.1 id
+    /// `file_id`, is durably at the cache's name (see [`CacheLock::note_name_durable`]).
+    pub fn name_durable(&self, meta: &FileMeta, file_id: u64) -> bool {
+        self.lock_file
+            .read_note(NAME_NOTE_LEN)
+            .is_some_and(|n| n[..] == name_note(meta, file_id))
+    }
+
+    /// Notes in the lock file, unsynced, that the file `meta` names (checked-1.1 id `file_id`) is
+    /// durably at the cache's name: call it only once a directory sync after the file came under
+    /// that name has returned. A later writer that finds the same file there (same device, inode
+    /// and id: a reused inode has another id) need not sync the directory again before it
+    /// appends. A note lost, torn or left by an older file only costs that sync.
+    pub fn note_name_durable(&self, meta: &FileMeta, file_id: u64) {
+        if !self.name_durable(meta, file_id) {
+            self.lock_file.write_note(&name_note(meta, file_id));
+        }
+    }
+}
+
+/// A lock file's note: `MSNAME01`, the device, inode and checked-1.1 file id of the file whose
+/// name is durable (u64 each, little-endian), and the CRC-32 of those 32 bytes.
+const NAME_NOTE_LEN: usize = 8 + 8 + 8 + 8 + 4;
+
+fn name_note(meta: &FileMeta, file_id: u64) -> [u8; NAME_NOTE_LEN] {
+    let mut n = [0u8; NAME_NOTE_LEN];
+    n[..8].copy_from_slice(b"MSNAME01");
+    n[8..16].copy_from_slice(&meta.dev.to_le_bytes());
+    n[16..24].copy_from_slice(&meta.ino.to_le_bytes());
+    n[24..32].copy_from_slice(&file_id.to_le_bytes());
+    let crc = crc32fast::hash(&n[..32]);
+    n[32..].copy_from_slice(&crc.to_le_bytes());
+    n
 }
 
 /// How [`SideFiles::replace_with`] puts the new file in place.
@@ -125,7 +161,7 @@ impl<'a> SideFiles<'a> {
             _ => lock_file.kind(),
         };
         Ok(CacheLock {
-            _lock_file: lock_file,
+            lock_file,
             file,
             kind,
         })

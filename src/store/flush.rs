@@ -49,6 +49,7 @@ impl Store {
             .lock(self.opts.lock_timeout)
             .map_err(io_err("lock", &self.target))?;
         self.merge_if_changed(&side, &lock)?;
+        let named_before = self.trust_name_note(&lock);
         self.read_replaced()?;
         // Within the budget: this flush's use record, and the evictions it needs, join the changes.
         let planned = self.plan_budget();
@@ -64,6 +65,7 @@ impl Store {
             if self.make_durable(&snap.disk)? {
                 drop(snap.base);
                 settle(&mut self.state.write(), snap.inflight);
+                self.leave_name_note(&lock, named_before);
                 return Ok(());
             }
             rewrite = true;
@@ -80,7 +82,42 @@ impl Store {
         let result = self.write(&side, &lock, &changes, &snap, rewrite);
         self.finish(snap, changes, result, &lock)?;
         self.uses_committed(planned);
+        self.leave_name_note(&lock, named_before);
         Ok(())
+    }
+
+    /// The file as read, with its checked-1.1 id, if its name is known durable.
+    fn durable_name(&self) -> Option<(FileMeta, u64)> {
+        let s = self.state.read();
+        let (meta, info) = (s.disk.meta?, s.disk.checked.as_ref()?);
+        s.disk.name_durable.then_some((meta, info.file_id))
+    }
+
+    /// A file read from disk may have been renamed into place by a process that died before it
+    /// synced the directory, so its first append syncs the directory too, unless the lock file's
+    /// note says a directory sync came after the file took the name. Returns the file whose name
+    /// was known durable before this flush (by this store, or by the note).
+    fn trust_name_note(&self, lock: &CacheLock) -> Option<(FileMeta, u64)> {
+        let mut s = self.state.write();
+        let (Some(meta), Some(info)) = (s.disk.meta, s.disk.checked.as_ref()) else {
+            return None;
+        };
+        let id = info.file_id;
+        if !s.disk.name_durable && !s.disk.name_noted {
+            s.disk.name_noted = lock.name_durable(&meta, id);
+        }
+        (s.disk.name_durable || s.disk.name_noted).then_some((meta, id))
+    }
+
+    /// After a flush whose directory sync made a name durable (a rewrite's, or the first append's
+    /// to a file read from disk), notes it in the lock file for the next process.
+    fn leave_name_note(&self, lock: &CacheLock, before: Option<(FileMeta, u64)>) {
+        if let Some((meta, id)) = self.durable_name() {
+            let same = before.is_some_and(|(m, b)| (m.dev, m.ino, b) == (meta.dev, meta.ino, id));
+            if !same {
+                lock.note_name_durable(&meta, id);
+            }
+        }
     }
 
     /// Another process may have committed since the file was last read: start from what it wrote
@@ -155,8 +192,10 @@ impl Store {
         match fs.open_existing(path) {
             Ok(mut h) => {
                 h.sync_all().map_err(io_err("sync", path))?;
-                fs.sync_dir(&parent_dir(path))
-                    .map_err(io_err("sync the directory of", path))?;
+                if !disk.name_noted {
+                    fs.sync_dir(&parent_dir(path))
+                        .map_err(io_err("sync the directory of", path))?;
+                }
                 self.state.write().disk.name_durable = true;
                 Ok(true)
             }
@@ -295,7 +334,7 @@ impl Store {
             }
             let meta = h.meta().map_err(io_err("stat", path))?;
             // An append is only durable if the name it was made under is.
-            if !disk.name_durable {
+            if !disk.name_durable && !disk.name_noted {
                 fs.sync_dir(&parent_dir(path))
                     .map_err(io_err("sync the directory of", path))?;
             }
@@ -324,6 +363,7 @@ impl Store {
                 checked: Some(append.info),
                 generation: disk.generation,
                 name_durable: true,
+                name_noted: false,
             },
             rewritten: None,
             bytes: append.records.len() + append.commit.len(),
@@ -384,6 +424,7 @@ impl Store {
             checked: enc.info,
             generation: params.generation,
             name_durable: true,
+            name_noted: false,
         };
         drop(entries);
         Ok(Written {

@@ -217,6 +217,7 @@ fn load_lazy(fs: &dyn Fs, path: &Path, max: u64) -> Result<Loaded, Error> {
                     checked: Some(w.checked),
                     generation: w.generation,
                     name_durable: false,
+                    name_noted: false,
                 },
                 report: Report {
                     missing: false,
@@ -295,6 +296,7 @@ fn decoded(bytes: Vec<u8>, meta: FileMeta, index: &format::CrcIndex) -> Loaded {
             checked: d.checked,
             generation: d.generation.unwrap_or(0),
             name_durable: false,
+            name_noted: false,
         },
         report: Report {
             missing: false,

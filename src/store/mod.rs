@@ -115,6 +115,9 @@ struct Disk {
     /// directory sync, made it so); a file read from disk may have been renamed into place by a
     /// process that died before syncing its directory.
     name_durable: bool,
+    /// Whether the lock file's note vouches for the file's directory entry (a process synced the
+    /// directory after the file took its name); says nothing of its data.
+    name_noted: bool,
 }
 
 /// See [`State::bound_key`].

@@ -585,3 +585,137 @@ fn a_rewrite_hashes_only_the_values_put_since_the_file_was_read() {
     assert_eq!(on_disk(&fs), contents(&s));
     assert_eq!(contents(&s).len(), 3);
 }
+
+/// The calls of `fs`'s trace since its last reset that sync a directory.
+fn dir_syncs(fs: &SimFs) -> usize {
+    fs.trace()
+        .iter()
+        .filter(|t| t.contains(" sync_dir "))
+        .count()
+}
+
+/// A file read from disk gets a directory sync before its first append (it may have been renamed
+/// into place by a process that died before its own), unless the lock file's note says one came
+/// after the file took its name: the rewrite that made it leaves that note, and so does the first
+/// append that synced.
+#[test]
+fn an_append_to_a_file_whose_name_is_noted_durable_syncs_no_directory() {
+    let fs = sim();
+    let s = open_on(&fs);
+    s.put(b"a", v("1")).unwrap();
+    s.flush().unwrap();
+    drop(s);
+    let s = open_on(&fs);
+    s.put(b"b", v("2")).unwrap();
+    fs.reset_calls();
+    s.flush().unwrap();
+    assert_eq!(s.stats().appends, 1);
+    assert_eq!(dir_syncs(&fs), 0, "{:?}", fs.trace());
+    drop(s);
+    // The note vouches for the name, not the data: a flush with nothing to write still syncs the
+    // file it read (its writer may have died before its own sync), and only the file.
+    let s = open_on(&fs);
+    s.put(b"a", v("1")).unwrap();
+    fs.reset_calls();
+    s.flush().unwrap();
+    let syncs: Vec<String> = fs
+        .trace()
+        .into_iter()
+        .filter(|t| t.contains(" sync"))
+        .collect();
+    assert!(
+        syncs.len() == 1 && syncs[0].contains(" sync_all "),
+        "{syncs:?}"
+    );
+    drop(s);
+
+    // The same bytes under a name no note vouches for (written by something else): synced once,
+    // then noted.
+    let other = sim();
+    other.write_file(PATH, &fs.read_file(PATH).unwrap());
+    for (round, syncs) in [(0, 1), (1, 0)] {
+        let s = open_on(&other);
+        s.put(format!("new {round}").as_bytes(), v("3")).unwrap();
+        other.reset_calls();
+        s.flush().unwrap();
+        assert_eq!(s.stats().appends, 1);
+        assert_eq!(
+            dir_syncs(&other),
+            syncs,
+            "round {round}: {:?}",
+            other.trace()
+        );
+    }
+}
+
+/// A rewrite renamed into place whose directory sync failed leaves the note of the file before
+/// it: the next process to append to the new file syncs the directory, so that its acknowledged
+/// append survives a power loss that drops every unsynced directory change.
+#[test]
+fn an_append_after_a_rename_whose_directory_sync_failed_syncs_the_directory() {
+    let fs = sim();
+    let s = open_on(&fs);
+    s.put(b"a", v("1")).unwrap();
+    s.flush().unwrap();
+    drop(s);
+    // Overwriting a key rewrites the file; make its directory sync fail.
+    let s = open_on(&fs);
+    s.put(b"a", v("2")).unwrap();
+    let probe = fs.snapshot();
+    let p = open_on(&probe);
+    p.put(b"a", v("2")).unwrap();
+    probe.reset_calls();
+    p.flush().unwrap();
+    let at = probe
+        .trace()
+        .iter()
+        .position(|t| t.contains(" sync_dir "))
+        .expect("a rewrite syncs the directory") as u64
+        + 1;
+    fs.reset_calls();
+    fs.fail_at(at, FailKind::Once(libc::EIO));
+    assert!(s.flush().is_err(), "{:?}", fs.trace());
+    fs.clear_faults();
+    drop(s);
+    let s = open_on(&fs);
+    assert_eq!(s.get(b"a").unwrap().to_vec(), b"2");
+    s.put(b"b", v("3")).unwrap();
+    fs.reset_calls();
+    s.flush().unwrap();
+    assert_eq!(s.stats().appends, 1);
+    assert_eq!(dir_syncs(&fs), 1, "{:?}", fs.trace());
+    let after = fs.crash_drop_all();
+    let s = open_on(&after);
+    assert_eq!(s.get(b"b").map(|v| v.to_vec()), Some(b"3".to_vec()));
+}
+
+/// A note that is torn, stale or of another file is only a directory sync more.
+#[test]
+fn a_note_of_another_file_or_garbage_is_not_trusted() {
+    let fs = sim();
+    let s = open_on(&fs);
+    s.put(b"a", v("1")).unwrap();
+    s.flush().unwrap();
+    drop(s);
+    let bytes = fs.read_file(PATH).unwrap();
+    // Another file with the same bytes (so the same checked-1.1 id) renamed to the name: another
+    // inode.
+    fs.write_file("cache/copy", &bytes);
+    fs.rename(Path::new("cache/copy"), Path::new(PATH)).unwrap();
+    let s = open_on(&fs);
+    s.put(b"b", v("2")).unwrap();
+    fs.reset_calls();
+    s.flush().unwrap();
+    assert_eq!(dir_syncs(&fs), 1, "{:?}", fs.trace());
+    drop(s);
+    // Garbage over the note: not trusted either.
+    let lock = crate::io::sibling(Path::new(PATH), side_files::LOCK);
+    let guard = fs.lock(&lock, None).unwrap();
+    assert!(guard.write_note(&[0x5a; 36]));
+    drop(guard);
+    let s = open_on(&fs);
+    s.put(b"c", v("3")).unwrap();
+    fs.reset_calls();
+    s.flush().unwrap();
+    assert_eq!(dir_syncs(&fs), 1, "{:?}", fs.trace());
+}

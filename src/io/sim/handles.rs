@@ -3,7 +3,7 @@
 //! is a call of the filesystem, counted, traced and open to its faults.
 
 use super::{Disk, Op, Shared, SimFs};
-use crate::io::{past_the_end, within, FileHandle, FileMeta, ReadHandle};
+use crate::io::{past_the_end, within, FileHandle, FileMeta, LockNote, ReadHandle};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -113,6 +113,34 @@ impl ReadHandle for SimRead {
         let ino = self.ino;
         self.fs
             .call(format!("meta ino={ino}"), |st| Ok(st.meta(ino)))
+    }
+}
+
+/// A lock file's contents ([`crate::io::LockNote`]); each read and write is a call.
+pub(super) struct SimNote {
+    pub(super) fs: SimFs,
+    pub(super) path: PathBuf,
+}
+
+impl LockNote for SimNote {
+    fn read(&self, max: usize) -> io::Result<Vec<u8>> {
+        let path = self.path.clone();
+        self.fs.call(format!("get_note {}", path.display()), |st| {
+            let note = st.notes.get(&path).map_or(&[][..], |n| &n[..]);
+            Ok(note[..note.len().min(max)].to_vec())
+        })
+    }
+
+    fn write(&self, bytes: &[u8]) -> io::Result<()> {
+        let path = self.path.clone();
+        self.fs.call(format!("put_note {}", path.display()), |st| {
+            let note = st.notes.entry(path).or_default();
+            if note.len() < bytes.len() {
+                note.resize(bytes.len(), 0);
+            }
+            note[..bytes.len()].copy_from_slice(bytes);
+            Ok(())
+        })
     }
 }
 

@@ -85,6 +85,9 @@ struct Disk {
     clock: i128,
     /// Bytes the named files may hold in all; `None`: unlimited.
     capacity: Option<u64>,
+    /// What each lock file holds ([`crate::io::LockNote`]), by lock path. Every crash keeps it
+    /// (a note is unsynced; kept is the outcome that could mislead a reader).
+    notes: BTreeMap<PathBuf, Vec<u8>>,
 }
 
 impl Disk {
@@ -570,7 +573,11 @@ impl Fs for SimFs {
     fn lock(&self, lock_path: &Path, wait: Option<Duration>) -> io::Result<ProcessLock> {
         let path = norm(lock_path);
         self.call(format!("lock {}", path.display()), |_| Ok(()))?;
-        self.hold(path, wait)
+        let note = handles::SimNote {
+            fs: self.clone(),
+            path: path.clone(),
+        };
+        Ok(self.hold(path, wait)?.with_note(Box::new(note)))
     }
 
     fn lock_file(
