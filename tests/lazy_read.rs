@@ -496,21 +496,26 @@ fn bytes_read(fs: &SimFs) -> u64 {
         .sum()
 }
 
-/// A lazy open reads the framing only: a few KiB per entry at most, never the values it skips;
-/// each first get reads that value's record, and a second get reads nothing.
-#[test]
-fn a_lazy_open_reads_the_framing_not_the_values() {
+/// A file written in one flush: platform info, then `key(i)` with `value(i, lens[i])` for each i.
+fn written(lens: &[usize]) -> SimFs {
     let fs = SimFs::new();
     fs.write_file("data/.keep", b"");
     let s = open_sim(&fs, Verify::Lazy);
     s.put(PLATFORM_INFO_KEY, Value::copy_from(b"platform"))
         .unwrap();
-    let n = 20;
-    for i in 0..n {
-        s.put(&key(i), Value::from_vec(value(i, 60_000))).unwrap();
+    for (i, &len) in lens.iter().enumerate() {
+        s.put(&key(i), Value::from_vec(value(i, len))).unwrap();
     }
     s.flush().unwrap();
-    drop(s);
+    fs
+}
+
+/// A lazy open reads the framing only: a few KiB per entry at most, never the values it skips;
+/// each first get reads that value's record, and a second get reads nothing.
+#[test]
+fn a_lazy_open_reads_the_framing_not_the_values() {
+    let lens = [60_000; 20];
+    let (n, fs) = (lens.len(), written(&lens));
     let len = fs.read_file(PATH).unwrap().len() as u64;
     fs.reset_calls();
     let s = open_sim(&fs, Verify::Lazy);
@@ -699,17 +704,8 @@ fn every_byte_flip_reads_the_same_by_get_into_as_eagerly() {
 /// where one read of a known length fetches just that.
 #[test]
 fn a_value_is_read_in_one_read_of_its_record_however_long() {
-    let fs = SimFs::new();
-    fs.write_file("data/.keep", b"");
-    let s = open_sim(&fs, Verify::Lazy);
-    s.put(PLATFORM_INFO_KEY, Value::copy_from(b"platform"))
-        .unwrap();
     let lens = [20, 60_000, 300 << 10, 3 << 20];
-    for (i, &len) in lens.iter().enumerate() {
-        s.put(&key(i), Value::from_vec(value(i, len))).unwrap();
-    }
-    s.flush().unwrap();
-    drop(s);
+    let fs = written(&lens);
     let reads = |fs: &SimFs| -> Vec<String> {
         fs.trace()
             .into_iter()

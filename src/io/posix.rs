@@ -242,6 +242,48 @@ fn open_for_read(path: &Path) -> io::Result<Option<(File, FileMeta)>> {
     Ok(Some((f, meta_of(&m))))
 }
 
+/// Runs `op` (a `preadv` or `pwritev` of `count` iovecs at an offset) until every byte of `iov`
+/// is done from `offset` on: up to 1024 iovecs a call, a partial transfer resumed where it
+/// stopped, `EINTR` retried. `stuck` is the error for a call that moves nothing (the end of the
+/// file, or a write that makes no progress), and for an offset past what `off_t` holds.
+fn all_vectored(
+    iov: &mut [libc::iovec],
+    offset: u64,
+    stuck: impl Fn() -> io::Error,
+    mut op: impl FnMut(*const libc::iovec, libc::c_int, libc::off_t) -> isize,
+) -> io::Result<()> {
+    let (mut first, mut done) = (0, 0u64);
+    while first < iov.len() {
+        let at = libc::off_t::try_from(offset + done).map_err(|_| stuck())?;
+        let count = (iov.len() - first).min(1024) as libc::c_int;
+        let n = op(iov[first..].as_ptr(), count, at);
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(stuck());
+        }
+        let mut n = n as usize;
+        done += n as u64;
+        // Past the iovecs done whole, and into the one done in part.
+        while first < iov.len() && n >= iov[first].iov_len {
+            n -= iov[first].iov_len;
+            first += 1;
+        }
+        if n > 0 {
+            let v = &mut iov[first];
+            // SAFETY: `n` is less than this iovec's length: the pointer stays in its buffer.
+            v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n) }.cast();
+            v.iov_len -= n;
+        }
+    }
+    Ok(())
+}
+
 struct PosixFile(File);
 
 impl FileHandle for PosixFile {
@@ -261,39 +303,12 @@ impl FileHandle for PosixFile {
             })
             .collect();
         let fd = self.0.as_raw_fd();
-        let (mut first, mut done) = (0, 0u64);
-        while first < iov.len() {
-            let at = libc::off_t::try_from(offset + done)
-                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-            let count = (iov.len() - first).min(1024) as libc::c_int;
-            // SAFETY: every iovec points into a piece of `pieces`, borrowed for this call and only
-            // read by pwritev; `count` entries from `first` lie within `iov`.
-            let n = unsafe { libc::pwritev(fd, iov[first..].as_ptr(), count, at) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n == 0 {
-                return Err(io::Error::from(io::ErrorKind::WriteZero));
-            }
-            let mut n = n as usize;
-            done += n as u64;
-            // Past the pieces written whole, and into the one written in part.
-            while first < iov.len() && n >= iov[first].iov_len {
-                n -= iov[first].iov_len;
-                first += 1;
-            }
-            if n > 0 {
-                let v = &mut iov[first];
-                // SAFETY: `n` is less than this iovec's length: the pointer stays in its piece.
-                v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n) }.cast();
-                v.iov_len -= n;
-            }
-        }
-        Ok(())
+        let stuck = || io::Error::from(io::ErrorKind::WriteZero);
+        all_vectored(&mut iov, offset, stuck, |iov, count, at| {
+            // SAFETY: every iovec points into a piece of `pieces`, borrowed for this call and
+            // only read by pwritev; `iov` holds `count` entries.
+            unsafe { libc::pwritev(fd, iov, count, at) }
+        })
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
@@ -399,39 +414,11 @@ impl ReadHandle for PosixRead {
             })
             .collect();
         let fd = self.file.file().as_raw_fd();
-        let (mut first, mut done) = (0, 0usize);
-        while first < iov.len() {
-            let at = libc::off_t::try_from(offset + done as u64).map_err(|_| past_the_end())?;
-            let count = (iov.len() - first).min(1024) as libc::c_int;
+        all_vectored(&mut iov, offset, past_the_end, |iov, count, at| {
             // SAFETY: every iovec points into a buffer of `bufs`, borrowed mutably for this call
-            // and not otherwise touched while preadv writes into it; `count` entries from `first`
-            // lie within `iov`.
-            let n = unsafe { libc::preadv(fd, iov[first..].as_ptr(), count, at) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n == 0 {
-                return Err(past_the_end());
-            }
-            let mut n = n as usize;
-            done += n;
-            // Past the buffers filled whole, and into the one filled in part.
-            while first < iov.len() && n >= iov[first].iov_len {
-                n -= iov[first].iov_len;
-                first += 1;
-            }
-            if n > 0 {
-                let v = &mut iov[first];
-                // SAFETY: `n` is less than this iovec's length: the pointer stays in its buffer.
-                v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n) }.cast();
-                v.iov_len -= n;
-            }
-        }
-        Ok(())
+            // and not otherwise touched while preadv writes into it; `iov` holds `count` entries.
+            unsafe { libc::preadv(fd, iov, count, at) }
+        })
     }
 
     fn meta(&self) -> io::Result<FileMeta> {

@@ -49,7 +49,7 @@ impl Store {
             .lock(self.opts.lock_timeout)
             .map_err(io_err("lock", &self.target))?;
         self.merge_if_changed(&side, &lock)?;
-        let named_before = self.trust_name_note(&lock);
+        self.trust_name_note(&lock);
         self.read_replaced()?;
         // Within the budget: this flush's use record, and the evictions it needs, join the changes.
         let planned = self.plan_budget();
@@ -65,7 +65,7 @@ impl Store {
             if self.make_durable(&snap.disk)? {
                 drop(snap.base);
                 settle(&mut self.state.write(), snap.inflight);
-                self.leave_name_note(&lock, named_before);
+                self.leave_name_note(&lock);
                 return Ok(());
             }
             rewrite = true;
@@ -82,41 +82,34 @@ impl Store {
         let result = self.write(&side, &lock, &changes, &snap, rewrite);
         self.finish(snap, changes, result, &lock)?;
         self.uses_committed(planned);
-        self.leave_name_note(&lock, named_before);
+        self.leave_name_note(&lock);
         Ok(())
     }
 
-    /// The file as read, with its checked-1.1 id, if its name is known durable.
-    fn durable_name(&self) -> Option<(FileMeta, u64)> {
+    /// The file as last read or written with its checked-1.1 id (only those are appended to), and
+    /// whether its name is known durable: by this store, and by the lock file's note.
+    fn file_and_name(&self) -> Option<(FileMeta, u64, bool, bool)> {
         let s = self.state.read();
-        let (meta, info) = (s.disk.meta?, s.disk.checked.as_ref()?);
-        s.disk.name_durable.then_some((meta, info.file_id))
+        let id = s.disk.checked.as_ref()?.file_id;
+        Some((s.disk.meta?, id, s.disk.name_durable, s.disk.name_noted))
     }
 
     /// A file read from disk may have been renamed into place by a process that died before it
     /// synced the directory, so its first append syncs the directory too, unless the lock file's
-    /// note says a directory sync came after the file took the name. Returns the file whose name
-    /// was known durable before this flush (by this store, or by the note).
-    fn trust_name_note(&self, lock: &CacheLock) -> Option<(FileMeta, u64)> {
-        let mut s = self.state.write();
-        let (Some(meta), Some(info)) = (s.disk.meta, s.disk.checked.as_ref()) else {
-            return None;
-        };
-        let id = info.file_id;
-        if !s.disk.name_durable && !s.disk.name_noted {
-            s.disk.name_noted = lock.name_durable(&meta, id);
+    /// note says a directory sync came after the file took the name.
+    fn trust_name_note(&self, lock: &CacheLock) {
+        if let Some((meta, id, false, false)) = self.file_and_name() {
+            if lock.name_durable(&meta, id) {
+                self.state.write().disk.name_noted = true;
+            }
         }
-        (s.disk.name_durable || s.disk.name_noted).then_some((meta, id))
     }
 
-    /// After a flush whose directory sync made a name durable (a rewrite's, or the first append's
-    /// to a file read from disk), notes it in the lock file for the next process.
-    fn leave_name_note(&self, lock: &CacheLock, before: Option<(FileMeta, u64)>) {
-        if let Some((meta, id)) = self.durable_name() {
-            let same = before.is_some_and(|(m, b)| (m.dev, m.ino, b) == (meta.dev, meta.ino, id));
-            if !same {
-                lock.note_name_durable(&meta, id);
-            }
+    /// Once the file's name is known durable (this flush's rewrite or directory sync made it so,
+    /// or an earlier one did), the lock file's note says so for the next process.
+    fn leave_name_note(&self, lock: &CacheLock) {
+        if let Some((meta, id, true, _)) = self.file_and_name() {
+            lock.note_name_durable(&meta, id);
         }
     }
 

@@ -586,12 +586,27 @@ fn a_rewrite_hashes_only_the_values_put_since_the_file_was_read() {
     assert_eq!(contents(&s).len(), 3);
 }
 
-/// The calls of `fs`'s trace since its last reset that sync a directory.
-fn dir_syncs(fs: &SimFs) -> usize {
-    fs.trace()
-        .iter()
-        .filter(|t| t.contains(" sync_dir "))
-        .count()
+/// A store of its own on `fs` (another process) flushes `key` with `value`: the syncs it made
+/// (` sync_all `, ` sync_data `, ` sync_dir `), and whether it appended.
+fn syncs_of_a_flush(fs: &SimFs, key: &[u8], value: &str) -> (Vec<String>, bool) {
+    let s = open_on(fs);
+    s.put(key, v(value)).unwrap();
+    fs.reset_calls();
+    s.flush().unwrap();
+    let syncs = fs.trace().into_iter().filter(|t| t.contains(" sync"));
+    (syncs.collect(), s.stats().appends == 1)
+}
+
+/// [`syncs_of_a_flush`] of a new key, which must append.
+fn syncs_of_an_append(fs: &SimFs, key: &[u8]) -> Vec<String> {
+    let (syncs, appended) = syncs_of_a_flush(fs, key, "new");
+    assert!(appended, "{syncs:?}");
+    syncs
+}
+
+/// How many of `syncs` sync a directory.
+fn dir_syncs(syncs: &[String]) -> usize {
+    syncs.iter().filter(|t| t.contains(" sync_dir ")).count()
 }
 
 /// A file read from disk gets a directory sync before its first append (it may have been renamed
@@ -601,50 +616,25 @@ fn dir_syncs(fs: &SimFs) -> usize {
 #[test]
 fn an_append_to_a_file_whose_name_is_noted_durable_syncs_no_directory() {
     let fs = sim();
-    let s = open_on(&fs);
-    s.put(b"a", v("1")).unwrap();
-    s.flush().unwrap();
-    drop(s);
-    let s = open_on(&fs);
-    s.put(b"b", v("2")).unwrap();
-    fs.reset_calls();
-    s.flush().unwrap();
-    assert_eq!(s.stats().appends, 1);
-    assert_eq!(dir_syncs(&fs), 0, "{:?}", fs.trace());
-    drop(s);
+    syncs_of_a_flush(&fs, b"a", "1");
+    let syncs = syncs_of_an_append(&fs, b"b");
+    assert_eq!(syncs.len(), 2, "the append's two: {syncs:?}");
+    assert_eq!(dir_syncs(&syncs), 0, "{syncs:?}");
     // The note vouches for the name, not the data: a flush with nothing to write still syncs the
     // file it read (its writer may have died before its own sync), and only the file.
-    let s = open_on(&fs);
-    s.put(b"a", v("1")).unwrap();
-    fs.reset_calls();
-    s.flush().unwrap();
-    let syncs: Vec<String> = fs
-        .trace()
-        .into_iter()
-        .filter(|t| t.contains(" sync"))
-        .collect();
+    let (syncs, _) = syncs_of_a_flush(&fs, b"a", "1");
     assert!(
         syncs.len() == 1 && syncs[0].contains(" sync_all "),
         "{syncs:?}"
     );
-    drop(s);
 
     // The same bytes under a name no note vouches for (written by something else): synced once,
     // then noted.
     let other = sim();
     other.write_file(PATH, &fs.read_file(PATH).unwrap());
-    for (round, syncs) in [(0, 1), (1, 0)] {
-        let s = open_on(&other);
-        s.put(format!("new {round}").as_bytes(), v("3")).unwrap();
-        other.reset_calls();
-        s.flush().unwrap();
-        assert_eq!(s.stats().appends, 1);
-        assert_eq!(
-            dir_syncs(&other),
-            syncs,
-            "round {round}: {:?}",
-            other.trace()
-        );
+    for (round, want) in [(0, 1), (1, 0)] {
+        let syncs = syncs_of_an_append(&other, format!("new {round}").as_bytes());
+        assert_eq!(dir_syncs(&syncs), want, "round {round}: {syncs:?}");
     }
 }
 
@@ -654,68 +644,56 @@ fn an_append_to_a_file_whose_name_is_noted_durable_syncs_no_directory() {
 #[test]
 fn an_append_after_a_rename_whose_directory_sync_failed_syncs_the_directory() {
     let fs = sim();
-    let s = open_on(&fs);
-    s.put(b"a", v("1")).unwrap();
-    s.flush().unwrap();
-    drop(s);
-    // Overwriting a key rewrites the file; make its directory sync fail.
-    let s = open_on(&fs);
-    s.put(b"a", v("2")).unwrap();
+    syncs_of_a_flush(&fs, b"a", "1");
+    // Overwriting a key rewrites the file; make its directory sync fail, found on a copy.
+    let rewrite = |fs: &SimFs, fail_at: Option<u64>| {
+        let s = open_on(fs);
+        s.put(b"a", v("2")).unwrap();
+        fs.reset_calls();
+        if let Some(n) = fail_at {
+            fs.fail_at(n, FailKind::Once(libc::EIO));
+        }
+        let flushed = s.flush();
+        fs.clear_faults();
+        flushed
+    };
     let probe = fs.snapshot();
-    let p = open_on(&probe);
-    p.put(b"a", v("2")).unwrap();
-    probe.reset_calls();
-    p.flush().unwrap();
+    rewrite(&probe, None).unwrap();
     let at = probe
         .trace()
         .iter()
         .position(|t| t.contains(" sync_dir "))
         .expect("a rewrite syncs the directory") as u64
         + 1;
-    fs.reset_calls();
-    fs.fail_at(at, FailKind::Once(libc::EIO));
-    assert!(s.flush().is_err(), "{:?}", fs.trace());
-    fs.clear_faults();
-    drop(s);
-    let s = open_on(&fs);
-    assert_eq!(s.get(b"a").unwrap().to_vec(), b"2");
-    s.put(b"b", v("3")).unwrap();
-    fs.reset_calls();
-    s.flush().unwrap();
-    assert_eq!(s.stats().appends, 1);
-    assert_eq!(dir_syncs(&fs), 1, "{:?}", fs.trace());
+    let failed = rewrite(&fs, Some(at));
+    let hit = fs.trace()[at as usize - 1].clone();
+    assert!(
+        failed.is_err() && hit.contains(" sync_dir ") && hit.contains("=> injected"),
+        "{hit}"
+    );
+    assert_eq!(open_on(&fs).get(b"a").unwrap().to_vec(), b"2");
+    let syncs = syncs_of_an_append(&fs, b"b");
+    assert_eq!(dir_syncs(&syncs), 1, "{syncs:?}");
     let after = fs.crash_drop_all();
     let s = open_on(&after);
-    assert_eq!(s.get(b"b").map(|v| v.to_vec()), Some(b"3".to_vec()));
+    assert_eq!(s.get(b"b").map(|v| v.to_vec()), Some(b"new".to_vec()));
 }
 
 /// A note that is torn, stale or of another file is only a directory sync more.
 #[test]
 fn a_note_of_another_file_or_garbage_is_not_trusted() {
     let fs = sim();
-    let s = open_on(&fs);
-    s.put(b"a", v("1")).unwrap();
-    s.flush().unwrap();
-    drop(s);
+    syncs_of_a_flush(&fs, b"a", "1");
     let bytes = fs.read_file(PATH).unwrap();
     // Another file with the same bytes (so the same checked-1.1 id) renamed to the name: another
     // inode.
     fs.write_file("cache/copy", &bytes);
     fs.rename(Path::new("cache/copy"), Path::new(PATH)).unwrap();
-    let s = open_on(&fs);
-    s.put(b"b", v("2")).unwrap();
-    fs.reset_calls();
-    s.flush().unwrap();
-    assert_eq!(dir_syncs(&fs), 1, "{:?}", fs.trace());
-    drop(s);
+    assert_eq!(dir_syncs(&syncs_of_an_append(&fs, b"b")), 1);
     // Garbage over the note: not trusted either.
     let lock = crate::io::sibling(Path::new(PATH), side_files::LOCK);
     let guard = fs.lock(&lock, None).unwrap();
     assert!(guard.write_note(&[0x5a; 36]));
     drop(guard);
-    let s = open_on(&fs);
-    s.put(b"c", v("3")).unwrap();
-    fs.reset_calls();
-    s.flush().unwrap();
-    assert_eq!(dir_syncs(&fs), 1, "{:?}", fs.trace());
+    assert_eq!(dir_syncs(&syncs_of_an_append(&fs, b"c")), 1);
 }
