@@ -372,27 +372,21 @@ impl ReadHandle for PosixRead {
             )
         })?;
         let fd = self.file.file().as_raw_fd();
-        let (old, mut done) = (buf.len(), 0usize);
-        while done < len {
-            let at = libc::off_t::try_from(offset + done as u64).map_err(|_| past_the_end())?;
-            let spare = &mut buf.spare_capacity_mut()[done..len];
-            // SAFETY: `spare` is the vector's own unused capacity (reserved above, at least `len`
-            // bytes past its length), borrowed mutably here; pread writes at most `spare.len()`
+        let old = buf.len();
+        let spare = &mut buf.spare_capacity_mut()[..len];
+        let mut one = [libc::iovec {
+            iov_base: spare.as_mut_ptr().cast(),
+            iov_len: len,
+        }];
+        // No iovec for no bytes: a read of none would look like the end of the file.
+        let iov = &mut one[..usize::from(len > 0)];
+        all_vectored(iov, offset, past_the_end, |iov, count, at| {
+            // SAFETY: the iovec is the vector's own unused capacity (reserved above, at least
+            // `len` bytes past its length), borrowed mutably here; preadv writes at most `len`
             // bytes into it and reads none.
-            let n = unsafe { libc::pread(fd, spare.as_mut_ptr().cast(), spare.len(), at) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n == 0 {
-                return Err(past_the_end());
-            }
-            done += n as usize;
-        }
-        // SAFETY: the `len` bytes past the old length were written by the preads above, and lie
+            unsafe { libc::preadv(fd, iov, count, at) }
+        })?;
+        // SAFETY: the `len` bytes past the old length were written by the reads above, and lie
         // within the capacity reserved.
         unsafe { buf.set_len(old + len) };
         Ok(())
