@@ -297,6 +297,29 @@ pub(super) fn known_crc(
         .map(KnownCrc)
 }
 
+/// [`known_crc`] of an entry record read on its own (a lazily verified value): `record` holds the
+/// bytes its checksum `crc` covers (from its tag to its extension's payload before the checksum),
+/// with its key of `key_len` bytes and its `bytes_value` at `value` within it.
+pub(super) fn known_crc_of_record(
+    record: &[u8],
+    key_len: usize,
+    value: std::ops::Range<usize>,
+    crc: u32,
+) -> Option<KnownCrc> {
+    let (klen, vlen) = (key_len as u64, value.len() as u64);
+    let msg_len = 1 + varint_bytes(klen).1 as u64 + klen + 1 + varint_bytes(vlen).1 as u64 + vlen;
+    let key_start = 1 + varint_bytes(msg_len + EXT_FIELD_LEN as u64).1 + 1 + varint_bytes(klen).1;
+    let kv = Kv {
+        key: key_start..key_start + key_len,
+        value: KvValue::Bytes(value),
+        ext: None,
+    };
+    // The checksum follows the payload it ends: the record's end is 4 bytes on.
+    let end = record.len() + 4;
+    (record.len() >= 20).then_some(())?;
+    known_crc(record, 0, end, &kv, &Hasher::new_with_initial(crc))
+}
+
 #[cfg(test)]
 thread_local! {
     /// Bytes of values `put_record` hashed on this thread (a test's probe of the carried CRCs).

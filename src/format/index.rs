@@ -6,7 +6,8 @@
 //! verified at each entry's first use, framing included. See `docs/FORMAT.md`.
 
 use super::checked::{
-    parse_header, parse_record, tag_bytes, Record, COMMIT_LEN, EXT_FIELD_LEN, EXT_LEN, FLAG_VOUCHED,
+    known_crc, parse_header, parse_record, tag_bytes, Record, COMMIT_LEN, EXT_FIELD_LEN, EXT_LEN,
+    FLAG_VOUCHED,
 };
 use super::crc::Crc;
 use super::lazy::{Sink, Source, Walked};
@@ -435,7 +436,7 @@ fn push_item(
         return false;
     };
     let ok = end == rec.len()
-        && crc.finalize() == it.crc
+        && crc.clone().finalize() == it.crc
         && &rec[kv.key.clone()] == it.key
         && v == vouched
         && id == file_id
@@ -444,6 +445,7 @@ fn push_item(
         return false;
     }
     let shift = |r: std::ops::Range<usize>| r.start + it.rec_at..r.end + it.rec_at;
+    let known = known_crc(rec, 0, end, &kv, &crc);
     let (value, kind) = kv.value_ref(&rec[msg]);
     let value = match value {
         ValueRef::Slice(r) => ValueRef::Slice(shift(r)),
@@ -454,7 +456,7 @@ fn push_item(
         value,
         kind,
         vouched,
-        known_crc: None,
+        known_crc: known,
     };
     sink.push(
         it.key,

@@ -4,14 +4,15 @@
 //! (the store's lazy open), so the bytes of a value the walk skips need never be read.
 
 use super::checked::{
-    parse_header, parse_record, tag_bytes, Record, EXT_FIELD_LEN, EXT_LEN, FLAG_VOUCHED, HEADER_LEN,
+    known_crc_of_record, parse_header, parse_record, tag_bytes, Record, EXT_FIELD_LEN, EXT_LEN,
+    FLAG_VOUCHED, HEADER_LEN,
 };
 use super::crc::Crc;
 use super::stock::{Kv, KvValue, EXT_FIELD};
 use super::wire::{Reader, WT_I32, WT_I64, WT_LEN, WT_VARINT};
 use super::{
     Budget, CheckedInfo, Damage, Decoded, DecodedEntry, EntryCheck, FirstOfEach, Format, IndexTip,
-    PLATFORM_INFO_KEY,
+    ValueKind, ValueRef, PLATFORM_INFO_KEY,
 };
 use crc32fast::Hasher;
 use std::collections::BTreeMap;
@@ -208,12 +209,18 @@ pub(crate) fn walk11(
                 return None;
             }
             let (value, kind) = kv.value_ref(&rec[start - p..]);
+            let known_crc = match (&value, kind) {
+                (ValueRef::Slice(v), ValueKind::Bytes) => {
+                    known_crc_of_record(rec, kv.key.len(), v.start - p..v.end - p, crc)
+                }
+                _ => None,
+            };
             let entry = DecodedEntry {
                 key: kv.key,
                 value,
                 kind,
                 vouched,
-                known_crc: None,
+                known_crc,
             };
             if !sink.push(&key, entry, None, Some((rec, p))) {
                 return None;

@@ -214,6 +214,19 @@ impl EntryCheck {
         })
     }
 
+    /// The [`KnownCrc`] of the entry whose record's bytes (those this check covers, `record`) just
+    /// verified, its key `key_len` bytes long and its `bytes_value` at `value` within `record`:
+    /// what a rewrite of the same key and value derives the new record's checksum from. `None`
+    /// for a record laid out otherwise than this crate writes it.
+    pub fn known_crc(
+        &self,
+        record: &[u8],
+        key_len: usize,
+        value: Range<usize>,
+    ) -> Option<KnownCrc> {
+        checked::known_crc_of_record(record, key_len, value, self.crc)
+    }
+
     /// Whether the record's bytes before its value and after it (`after`: up to the end of the
     /// record for an entry found through the index, whose stored checksum is compared too) are
     /// framed as the index said, for `key`; always true for an entry whose framing was walked

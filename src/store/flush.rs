@@ -435,7 +435,7 @@ fn entry_in<'a>(k: &'a [u8], i: &'a Item) -> Option<EntryIn<'a>> {
         key: k,
         value: i.ready()?,
         kind: i.kind,
-        known_crc: i.known_crc,
+        known_crc: i.crc_known(),
     })
 }
 

@@ -101,6 +101,9 @@ pub(super) struct Lazy {
     /// The value's bytes, within `check.record`.
     value: Range<usize>,
     loaded: OnceLock<Value>,
+    /// Set with `loaded` when the record is in this crate's layout: a rewrite derives the new
+    /// record's checksum from it instead of hashing the value again.
+    known: OnceLock<KnownCrc>,
     failed: AtomicBool,
     /// One first read at a time: concurrent first gets read and count the entry once.
     reading: Mutex<()>,
@@ -126,6 +129,11 @@ impl Lazy {
     /// The value, if already read and verified.
     pub(super) fn cached(&self) -> Option<&Value> {
         self.loaded.get()
+    }
+
+    /// The [`KnownCrc`] of the value's record, once it was read and verified (by `load`).
+    pub(super) fn known_crc(&self) -> Option<KnownCrc> {
+        self.known.get().copied()
     }
 
     /// The value, read and verified on the first call; a value that fails is never returned.
@@ -168,6 +176,10 @@ impl Lazy {
         if crc32fast::hash(&buf[..rec.len()]) != self.check.crc || !framed() {
             self.failed.store(true, Ordering::Release);
             return Got::Failed { first: true };
+        }
+        let record = &buf[..rec.len()];
+        if let Some(k) = self.check.known_crc(record, key.len(), range.clone()) {
+            let _ = self.known.set(k);
         }
         let owner: Backing = Arc::new(buf);
         let v = Value::slice_of(&owner, range).expect("the value lies within its record");
@@ -246,6 +258,7 @@ impl Sink for Collect<'_> {
                 check,
                 value,
                 loaded: OnceLock::new(),
+                known: OnceLock::new(),
                 failed: AtomicBool::new(false),
                 reading: Mutex::new(()),
             })),
@@ -253,11 +266,12 @@ impl Sink for Collect<'_> {
                 unreachable!("verified entries come with their bytes")
             }
         };
-        // A lazily read value carries no checksum into a rewrite: it is read and verified then.
+        // An entry read at open carries its record's checksum into a rewrite as an eager read's
+        // does; a value read later gets its own when it verifies (`Lazy::known_crc`).
         slot.insert(Item {
             value,
             kind: entry.kind,
-            known_crc: None,
+            known_crc: entry.known_crc,
         });
         true
     }

@@ -72,6 +72,14 @@ impl Item {
         }
     }
 
+    /// [`Item::known_crc`], or, for a value read lazily, that of its record once it verified.
+    fn crc_known(&self) -> Option<KnownCrc> {
+        match &self.value {
+            Stored::Lazy(l) => self.known_crc.or_else(|| l.known_crc()),
+            Stored::Ready(_) => self.known_crc,
+        }
+    }
+
     /// The value still to read and verify, if any.
     fn unread(&self) -> Option<&Arc<Lazy>> {
         match &self.value {
@@ -96,7 +104,7 @@ impl Item {
             Some(v) => Item {
                 value: Stored::Ready(v.clone()),
                 kind: self.kind,
-                known_crc: self.known_crc,
+                known_crc: self.crc_known(),
             },
             None => self.clone(),
         }
