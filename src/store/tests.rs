@@ -525,22 +525,26 @@ fn errors_chain_their_source() {
     assert!(cache.source().and_then(|s| s.source()).is_some());
 }
 
+/// A file of platform info and six programs `prog_0` to `prog_5` of about 20 KB, in one flush.
+fn six_programs() -> SimFs {
+    let fs = sim();
+    let s = open_on(&fs);
+    s.put(PLATFORM_INFO_KEY, v("pocl, FULL_PROFILE")).unwrap();
+    for i in 0..6u8 {
+        let value = vec![i; 20_000 + usize::from(i)];
+        s.put(format!("prog_{i}").as_bytes(), Value::from_vec(value))
+            .unwrap();
+    }
+    s.flush().unwrap();
+    fs
+}
+
 /// A rewrite hashes only the values put since the file was read: every other record's checksum is
 /// carried from the record it was read from (or that a rewrite wrote), and every file written
 /// still reads intact with every entry.
 #[test]
 fn a_rewrite_hashes_only_the_values_put_since_the_file_was_read() {
-    let fs = sim();
-    {
-        let s = open_on(&fs);
-        s.put(PLATFORM_INFO_KEY, v("pocl, FULL_PROFILE")).unwrap();
-        for i in 0..6u8 {
-            let value = vec![i; 20_000 + usize::from(i)];
-            s.put(format!("prog_{i}").as_bytes(), Value::from_vec(value))
-                .unwrap();
-        }
-        s.flush().unwrap();
-    }
+    let fs = six_programs();
     let s = open_on(&fs);
     let hashed_by = |f: &dyn Fn()| {
         let before = format::value_bytes_hashed();
@@ -591,16 +595,7 @@ fn a_rewrite_hashes_only_the_values_put_since_the_file_was_read() {
 /// what was put since is hashed, and the file is the one an eager store would write.
 #[test]
 fn a_lazy_rewrite_hashes_only_the_values_put_since_the_file_was_read() {
-    let fs = sim();
-    let s = open_on(&fs);
-    s.put(PLATFORM_INFO_KEY, v("pocl, FULL_PROFILE")).unwrap();
-    for i in 0..6u8 {
-        let value = vec![i; 20_000 + usize::from(i)];
-        s.put(format!("prog_{i}").as_bytes(), Value::from_vec(value))
-            .unwrap();
-    }
-    s.flush().unwrap();
-    drop(s);
+    let fs = six_programs();
     let opts = |fs: &SimFs, verify| Options {
         fs: Arc::new(fs.clone()),
         verify,
