@@ -618,9 +618,6 @@ impl Fs for PosixFs {
     }
 }
 
-/// Opens (creating) the lock file without following a link at its name. A link there is removed
-/// (the library never made it); a lock file this user may not write is opened read-only (flock
-/// needs no write access); one it may not even read is replaced by a fresh one.
 /// The lock file's contents, through the descriptor that holds its lock.
 struct Note(Arc<File>);
 
@@ -645,6 +642,9 @@ impl LockNote for Note {
     }
 }
 
+/// Opens (creating) the lock file without following a link at its name. A link there is removed
+/// (the library never made it); a lock file this user may not write is opened read-only (flock
+/// needs no write access); one it may not even read is replaced by a fresh one.
 fn open_lock_file(p: &Path) -> io::Result<File> {
     let mut last = None;
     for _ in 0..8 {
