@@ -173,11 +173,11 @@ impl Lazy {
             self.check
                 .framing_ok(before, &rest[range.len()..], range.len(), key)
         };
-        if crc32fast::hash(&buf[..rec.len()]) != self.check.crc || !framed() {
+        let record = &buf[..rec.len()];
+        if crc32fast::hash(record) != self.check.crc || !framed() {
             self.failed.store(true, Ordering::Release);
             return Got::Failed { first: true };
         }
-        let record = &buf[..rec.len()];
         if let Some(k) = self.check.known_crc(record, key.len(), range.clone()) {
             let _ = self.known.set(k);
         }
