@@ -91,6 +91,9 @@ pub trait ReadHandle: Send + Sync {
         }
         read
     }
+    /// Asks that the `len` bytes at `offset` be read into the page cache now, without waiting for
+    /// them, so that the reads which follow find them there; a hint, which may do nothing.
+    fn read_ahead(&self, _offset: u64, _len: u64) {}
     /// The identity of the open file as it is now.
     fn meta(&self) -> io::Result<FileMeta>;
 }
@@ -160,10 +163,10 @@ pub struct ProcessLock {
 /// The few bytes a lock file holds for the lock's holders ([`ProcessLock::read_note`]), read and
 /// written through the descriptor that holds the lock, never by name.
 pub trait LockNote: Send {
-    /// Up to `max` bytes from the start of the lock file.
-    fn read(&self, max: usize) -> io::Result<Vec<u8>>;
-    /// Writes `bytes` at the start of the lock file, without a sync.
-    fn write(&self, bytes: &[u8]) -> io::Result<()>;
+    /// Up to `max` bytes of the lock file from offset `at` (fewer where it ends first).
+    fn read(&self, at: u64, max: usize) -> io::Result<Vec<u8>>;
+    /// Writes `bytes` into the lock file at offset `at`, without a sync.
+    fn write(&self, at: u64, bytes: &[u8]) -> io::Result<()>;
 }
 
 impl ProcessLock {
@@ -187,14 +190,17 @@ impl ProcessLock {
         self.kind
     }
 
-    /// Up to `max` bytes the lock file holds; `None` where it cannot be read (or there is none).
-    pub fn read_note(&self, max: usize) -> Option<Vec<u8>> {
-        self.note.as_ref()?.read(max).ok()
+    /// Up to `max` bytes the lock file holds from offset `at`; `None` where it cannot be read (or
+    /// there is none).
+    pub fn read_note(&self, at: u64, max: usize) -> Option<Vec<u8>> {
+        self.note.as_ref()?.read(at, max).ok()
     }
 
-    /// Replaces the start of the lock file with `bytes`, unsynced; `false` where it cannot.
-    pub fn write_note(&self, bytes: &[u8]) -> bool {
-        self.note.as_ref().is_some_and(|n| n.write(bytes).is_ok())
+    /// Writes `bytes` into the lock file at offset `at`, unsynced; `false` where it cannot.
+    pub fn write_note(&self, at: u64, bytes: &[u8]) -> bool {
+        self.note
+            .as_ref()
+            .is_some_and(|n| n.write(at, bytes).is_ok())
     }
 }
 
@@ -225,6 +231,12 @@ pub trait Fs: Send + Sync {
             let h: Arc<dyn ReadHandle> = Arc::new(BytesHandle::new(bytes, meta));
             (h, meta)
         }))
+    }
+    /// Up to `max` bytes from offset `at` of the lock file `lock_path` ([`ProcessLock::read_note`])
+    /// without taking the lock, for notes that check themselves; empty where there is none. Only
+    /// a regular file is read, never a link at the name; the default reads nothing.
+    fn peek_note(&self, _lock_path: &Path, _at: u64, _max: usize) -> io::Result<Vec<u8>> {
+        Ok(Vec::new())
     }
     /// The identity of a file; `Ok(None)` if it does not exist.
     fn metadata(&self, path: &Path) -> io::Result<Option<FileMeta>>;

@@ -415,6 +415,30 @@ impl ReadHandle for PosixRead {
         })
     }
 
+    fn read_ahead(&self, offset: u64, len: u64) {
+        // Nothing past the length at open, nor an offset off_t cannot hold.
+        let (Ok(at), Ok(n)) = (
+            libc::off_t::try_from(offset),
+            libc::off_t::try_from(len.min(self.len.saturating_sub(offset))),
+        ) else {
+            return;
+        };
+        let fd = self.file.file().as_raw_fd();
+        // Linux reads at most the device's read-ahead window (128 KiB unless set otherwise), or
+        // its largest request if that is larger, of one WILLNEED and drops the rest: asked for
+        // 128 KiB at a time, all of the range is read.
+        const WINDOW: libc::off_t = 128 << 10;
+        let mut done = 0;
+        while done < n {
+            let len = WINDOW.min(n - done);
+            // SAFETY: `fd` is an open descriptor owned by `self.file`; posix_fadvise only reads
+            // its arguments and, for WILLNEED, starts reads into the page cache without waiting
+            // for them. Its result is a hint's: a failure changes nothing.
+            let _ = unsafe { libc::posix_fadvise(fd, at + done, len, libc::POSIX_FADV_WILLNEED) };
+            done += len;
+        }
+    }
+
     fn meta(&self) -> io::Result<FileMeta> {
         Ok(meta_of(&self.file.file().metadata()?))
     }
@@ -429,6 +453,21 @@ impl Fs for PosixFs {
             });
             (h, meta)
         }))
+    }
+
+    fn peek_note(&self, lock_path: &Path, at: u64, max: usize) -> io::Result<Vec<u8>> {
+        // Never blocking on a FIFO, never following a link, only a regular file.
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(lock_path);
+        let Some(f) = not_found_is_none(opened)? else {
+            return Ok(Vec::new());
+        };
+        if !f.metadata()?.file_type().is_file() {
+            return Ok(Vec::new());
+        }
+        read_up_to(&f, at, max)
     }
 
     fn read(&self, path: &Path) -> io::Result<Option<(Vec<u8>, FileMeta)>> {
@@ -622,24 +661,29 @@ impl Fs for PosixFs {
 struct Note(Arc<File>);
 
 impl LockNote for Note {
-    fn read(&self, max: usize) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; max];
-        let mut done = 0;
-        while done < max {
-            match self.0.read_at(&mut buf[done..], done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(done);
-        Ok(buf)
+    fn read(&self, at: u64, max: usize) -> io::Result<Vec<u8>> {
+        read_up_to(&self.0, at, max)
     }
 
-    fn write(&self, bytes: &[u8]) -> io::Result<()> {
-        self.0.write_all_at(bytes, 0)
+    fn write(&self, at: u64, bytes: &[u8]) -> io::Result<()> {
+        self.0.write_all_at(bytes, at)
     }
+}
+
+/// Up to `max` bytes of `f` from offset `at`: fewer only where the file ends.
+fn read_up_to(f: &File, at: u64, max: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; max];
+    let mut done = 0;
+    while done < max {
+        match f.read_at(&mut buf[done..], at + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
 }
 
 /// Opens (creating) the lock file without following a link at its name. A link there is removed

@@ -19,8 +19,10 @@
 //! - **Set aside** ([`SideFiles::set_aside`]): only under the lock, only the very file that was
 //!   locked (same device and inode), then a directory sync.
 //! - **Markers** ([`SideFiles::open_marker`]): created without following a link at their name.
-//! - **The lock file's note** ([`CacheLock::note_name_durable`]): the file whose name a directory
-//!   sync made durable, so that the next writer's first append to it need not sync again.
+//! - **The lock file's notes**: from offset 0, the file whose name a directory sync made durable
+//!   ([`CacheLock::note_name_durable`]), so that the next writer's first append to it need not
+//!   sync again; from offset 64, which records the last reader read
+//!   ([`SideFiles::leave_read_ahead_note`]), so that the next start asks for them all at once.
 //!
 //! Nothing here follows a symbolic link at a name the library creates. A cache path that is itself
 //! a link is resolved once ([`SideFiles::open`]): every side file lives beside the link's target,
@@ -77,7 +79,7 @@ impl CacheLock {
     /// `file_id`, is durably at the cache's name (see [`CacheLock::note_name_durable`]).
     pub fn name_durable(&self, meta: &FileMeta, file_id: u64) -> bool {
         self.lock_file
-            .read_note(NAME_NOTE_LEN)
+            .read_note(0, NAME_NOTE_LEN)
             .is_some_and(|n| n[..] == name_note(meta, file_id))
     }
 
@@ -88,7 +90,7 @@ impl CacheLock {
     /// appends. A note lost, torn or left by an older file only costs that sync.
     pub fn note_name_durable(&self, meta: &FileMeta, file_id: u64) {
         if !self.name_durable(meta, file_id) {
-            self.lock_file.write_note(&name_note(meta, file_id));
+            self.lock_file.write_note(0, &name_note(meta, file_id));
         }
     }
 }
@@ -107,6 +109,11 @@ fn name_note(meta: &FileMeta, file_id: u64) -> [u8; NAME_NOTE_LEN] {
     n[32..].copy_from_slice(&crc.to_le_bytes());
     n
 }
+
+/// Where the lock file's read-ahead note starts (after the name note, with room to spare).
+const READ_NOTE_AT: u64 = 64;
+/// The most bytes a read-ahead note may take.
+pub const READ_NOTE_MAX: usize = 16 << 10;
 
 /// How [`SideFiles::replace_with`] puts the new file in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +155,27 @@ impl<'a> SideFiles<'a> {
     /// The side file with `suffix` (one of this module's constants).
     pub fn side(&self, suffix: &str) -> PathBuf {
         sibling(&self.path, suffix)
+    }
+
+    /// The lock file's read-ahead note (at most [`READ_NOTE_MAX`] bytes, empty if none), read
+    /// without the lock: the note checks itself, and a torn one only reads nothing ahead.
+    pub fn read_ahead_note(&self) -> Vec<u8> {
+        self.fs
+            .peek_note(&self.side(LOCK), READ_NOTE_AT, READ_NOTE_MAX)
+            .unwrap_or_default()
+    }
+
+    /// Leaves `note` (at most [`READ_NOTE_MAX`] bytes) in the lock file as its read-ahead note,
+    /// unsynced, if the lock file's lock can be had without waiting; `false` where it was not
+    /// written. The lock keeps two writers of notes from interleaving; a writer of the cache
+    /// itself need not be waited for, since the note is only a hint.
+    pub fn leave_read_ahead_note(&self, note: &[u8]) -> bool {
+        if note.len() > READ_NOTE_MAX {
+            return false;
+        }
+        self.fs
+            .lock(&self.side(LOCK), Some(Duration::ZERO))
+            .is_ok_and(|l| l.write_note(READ_NOTE_AT, note))
     }
 
     /// Takes the cache's lock, waiting at most `wait` in all (`None`: for ever); a timeout is a

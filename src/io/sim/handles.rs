@@ -109,6 +109,13 @@ impl ReadHandle for SimRead {
         })
     }
 
+    /// A call (traced, so tests see what was asked for), whose fault is a hint's: ignored.
+    fn read_ahead(&self, offset: u64, len: u64) {
+        let ino = self.ino;
+        let desc = format!("read_ahead ino={ino} off={offset} len={len}");
+        let _ = self.fs.call(desc, |_| Ok(()));
+    }
+
     fn meta(&self) -> io::Result<FileMeta> {
         let ino = self.ino;
         self.fs
@@ -123,24 +130,27 @@ pub(super) struct SimNote {
 }
 
 impl LockNote for SimNote {
-    fn read(&self, max: usize) -> io::Result<Vec<u8>> {
+    fn read(&self, at: u64, max: usize) -> io::Result<Vec<u8>> {
         let path = self.path.clone();
-        self.fs.call(format!("get_note {}", path.display()), |st| {
-            let note = st.notes.get(&path).map_or(&[][..], |n| &n[..]);
-            Ok(note[..note.len().min(max)].to_vec())
-        })
+        self.fs
+            .call(format!("get_note {} at={at}", path.display()), |st| {
+                Ok(st.note(&path, at, max))
+            })
     }
 
-    fn write(&self, bytes: &[u8]) -> io::Result<()> {
+    fn write(&self, at: u64, bytes: &[u8]) -> io::Result<()> {
         let path = self.path.clone();
-        self.fs.call(format!("put_note {}", path.display()), |st| {
-            let note = st.notes.entry(path).or_default();
-            if note.len() < bytes.len() {
-                note.resize(bytes.len(), 0);
-            }
-            note[..bytes.len()].copy_from_slice(bytes);
-            Ok(())
-        })
+        let at_ = usize::try_from(at).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        self.fs
+            .call(format!("put_note {} at={at}", path.display()), |st| {
+                let note = st.notes.entry(path).or_default();
+                let end = at_ + bytes.len();
+                if note.len() < end {
+                    note.resize(end, 0);
+                }
+                note[at_..end].copy_from_slice(bytes);
+                Ok(())
+            })
     }
 }
 

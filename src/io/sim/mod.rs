@@ -91,6 +91,13 @@ struct Disk {
 }
 
 impl Disk {
+    /// Up to `max` bytes of the note of lock file `path` from offset `at`.
+    fn note(&self, path: &Path, at: u64, max: usize) -> Vec<u8> {
+        let note = self.notes.get(path).map_or(&[][..], |n| &n[..]);
+        let from = usize::try_from(at).map_or(note.len(), |a| a.min(note.len()));
+        note[from..note.len().min(from.saturating_add(max))].to_vec()
+    }
+
     fn node(&mut self, ino: u64) -> &mut Inode {
         self.inodes
             .get_mut(&ino)
@@ -567,6 +574,13 @@ impl Fs for SimFs {
             let ino = st.lookup(&p)?;
             st.relink(Some(&p), None, ino);
             Ok(())
+        })
+    }
+
+    fn peek_note(&self, lock_path: &Path, at: u64, max: usize) -> io::Result<Vec<u8>> {
+        let path = norm(lock_path);
+        self.call(format!("peek_note {} at={at}", path.display()), |st| {
+            Ok(st.note(&path, at, max))
         })
     }
 
