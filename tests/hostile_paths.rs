@@ -445,3 +445,39 @@ fn verify_is_an_option_of_the_c_api() {
         close(h);
     }
 }
+
+/// A FIFO or a directory where the lock file should be: a lazily opened store reads its values,
+/// and neither its open (which looks for the read-ahead note) nor its drop (which leaves one)
+/// blocks or fails.
+#[test]
+fn a_lock_path_that_is_no_file_costs_only_the_read_ahead_note() {
+    for kind in ["fifo", "dir"] {
+        let d = common::temp_dir(&format!("lock-{kind}"));
+        let p = d.path().join("cache.bin");
+        let s = Store::open(&p, Options::default()).unwrap();
+        s.put(b"k", Value::copy_from(b"value")).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let lock = d.path().join("cache.bin.lock");
+        std::fs::remove_file(&lock).unwrap();
+        if kind == "fifo" {
+            let c = CString::new(lock.as_os_str().as_bytes()).unwrap();
+            // SAFETY: a valid C string.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        } else {
+            std::fs::create_dir(&lock).unwrap();
+        }
+        let got = within_time(&format!("lazy open, get and drop, lock path a {kind}"), {
+            let p = p.clone();
+            move || {
+                let opts = Options {
+                    verify: Verify::Lazy,
+                    ..Options::default()
+                };
+                let s = Store::open(&p, opts).unwrap();
+                s.get(b"k").map(|v| v.to_vec())
+            }
+        });
+        assert_eq!(got.as_deref(), Some(&b"value"[..]), "{kind}");
+    }
+}

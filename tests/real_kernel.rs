@@ -11,7 +11,7 @@
 mod common;
 
 use mace_storage::format::decode;
-use mace_storage::store::{Options, Store, Value};
+use mace_storage::store::{Options, Store, Value, Verify};
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -792,4 +792,46 @@ fn the_lock_file_notes_the_file_whose_name_a_directory_sync_made_durable() {
     assert_eq!(s.stats().rewrites, 1);
     assert!(note_names(&path));
     assert_ne!(std::fs::read(&lock).unwrap(), first);
+}
+
+/// The read-ahead note, on the real kernel: a lazily opened store that read a value leaves, when
+/// dropped, a note after the name note in the lock file naming that file (device and inode as
+/// `stat` gives them) and the record it read; the next lazy open, which reads it ahead, still
+/// reads and verifies every value.
+#[test]
+fn a_lazy_store_leaves_in_the_lock_file_which_records_it_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.bin");
+    let lock = dir.path().join("cache.bin.lock");
+    let s = Store::open(&path, Options::default()).unwrap();
+    for k in ["a", "b", "c"] {
+        s.put(k.as_bytes(), Value::from_vec(make(k, 1, 100_000)))
+            .unwrap();
+    }
+    s.flush().unwrap();
+    drop(s);
+    let lazy = || {
+        let opts = Options {
+            verify: Verify::Lazy,
+            ..Options::default()
+        };
+        Store::open(&path, opts).unwrap()
+    };
+    let s = lazy();
+    assert_eq!(s.get(b"b").unwrap().to_vec(), make("b", 1, 100_000));
+    drop(s);
+    let note = std::fs::read(&lock).unwrap();
+    let m = std::fs::metadata(&path).unwrap();
+    assert!(note.len() > 64 + 40, "{} bytes", note.len());
+    let note = &note[64..];
+    assert!(note.starts_with(b"MSREAD01"));
+    assert_eq!(note[8..16], m.dev().to_le_bytes());
+    assert_eq!(note[16..24], m.ino().to_le_bytes());
+    assert_eq!(note[32..36], 1u32.to_le_bytes(), "one record");
+    let len = u64::from_le_bytes(note[44..52].try_into().unwrap());
+    assert!((100_000..101_000).contains(&len), "the record of b: {len}");
+    let s = lazy();
+    for k in ["a", "b", "c"] {
+        assert_eq!(s.get(k.as_bytes()).unwrap().to_vec(), make(k, 1, 100_000));
+    }
 }

@@ -126,6 +126,12 @@ impl Lazy {
         self.value.len()
     }
 
+    /// Where the value's record lies in the file, its stored checksum included.
+    pub(super) fn span(&self) -> Range<u64> {
+        let rec = &self.check.record;
+        rec.start as u64..(rec.end + self.check.stored_crc_len()) as u64
+    }
+
     /// The value, if already read and verified.
     pub(super) fn cached(&self) -> Option<&Value> {
         self.loaded.get()

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::format::Source;
+use crate::io::ReadHandle;
 
 /// The entries of a decoded file, sharing the file's buffer; built values are moved, not copied.
 pub(super) fn load_entries(owner: &Backing, entries: Vec<format::DecodedEntry>) -> KeyMap<Item> {
@@ -34,6 +35,8 @@ pub(super) struct Loaded {
     pub(super) report: Report,
     /// Why the file cannot be read at all (it opened empty), if so.
     pub(super) unreadable: Option<String>,
+    /// The handle the values of a lazily read file are read through; `None` when read whole.
+    pub(super) lazy: Option<Arc<dyn ReadHandle>>,
 }
 
 impl Loaded {
@@ -105,6 +108,7 @@ pub(super) fn too_large_loaded(path: &Path, meta: FileMeta, max: u64) -> Loaded 
             too_large: true,
         },
         unreadable: None,
+        lazy: None,
     }
 }
 
@@ -147,6 +151,7 @@ fn missing() -> Loaded {
         base: KeyMap::default(),
         disk: Disk::default(),
         unreadable: None,
+        lazy: None,
         report: Report {
             missing: true,
             format: None,
@@ -230,6 +235,7 @@ fn load_lazy(fs: &dyn Fs, path: &Path, max: u64) -> Result<Loaded, Error> {
                 },
                 base,
                 unreadable: None,
+                lazy: Some(handle),
             });
         }
     }
@@ -286,6 +292,7 @@ fn decoded(bytes: Vec<u8>, meta: FileMeta, index: &format::CrcIndex) -> Loaded {
                     too_large: false,
                 },
                 unreadable,
+                lazy: None,
             };
         }
     };
@@ -309,5 +316,6 @@ fn decoded(bytes: Vec<u8>, meta: FileMeta, index: &format::CrcIndex) -> Loaded {
         },
         base,
         unreadable: None,
+        lazy: None,
     }
 }

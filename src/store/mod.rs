@@ -11,6 +11,7 @@ mod key_map;
 mod lazy;
 mod load;
 mod options;
+mod read_ahead;
 mod report;
 mod value;
 
@@ -31,6 +32,7 @@ use crate::io::{parent_dir, FileMeta, Fs, LockKind};
 use lazy::{Got, Lazy};
 use load::{load_entries, load_within};
 use parking_lot::{Mutex, RwLock};
+use read_ahead::ReadAhead;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -247,6 +249,8 @@ pub struct Store {
     misses: AtomicU64,
     /// What this process used since its last flush, for the budget's eviction order.
     uses: Mutex<budget::Uses>,
+    /// The records the gets read, for the next open to read ahead.
+    read_ahead: ReadAhead,
     report: Report,
 }
 
@@ -291,6 +295,10 @@ impl Store {
                 }
             }
         }
+        let read_ahead = match (&loaded.lazy, &loaded.disk.meta, &loaded.disk.checked) {
+            (Some(h), Some(meta), Some(c)) => ReadAhead::begin(&side, h, meta, c.file_id),
+            _ => ReadAhead::default(),
+        };
         let stats = Stats {
             entries_salvaged: if loaded.report.damage.intact {
                 0
@@ -314,6 +322,7 @@ impl Store {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             uses: Mutex::default(),
+            read_ahead,
             report: loaded.report,
         })
     }
@@ -351,6 +360,7 @@ impl Store {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             uses: Mutex::default(),
+            read_ahead: ReadAhead::default(),
             report,
         })
     }
@@ -415,7 +425,13 @@ impl Store {
         };
         match (ready, unread) {
             (Some(v), _) => Some(v),
-            (None, Some(l)) => self.read_value(key, &l).unwrap_or(None),
+            (None, Some(l)) => {
+                let v = self.read_value(key, &l).unwrap_or(None);
+                if v.is_some() && !committed {
+                    self.read_ahead.noted(l.span());
+                }
+                v
+            }
             (None, None) => None,
         }
     }
@@ -464,9 +480,15 @@ impl Store {
                 out.copy_from_slice(&v);
                 true
             }
-            (None, Some(l)) => self
-                .read_value_by(key, &l, |l| l.load_into(key, out))
-                .is_ok_and(|v| v.is_some()),
+            (None, Some(l)) => {
+                let found = self
+                    .read_value_by(key, &l, |l| l.load_into(key, out))
+                    .is_ok_and(|v| v.is_some());
+                if found {
+                    self.read_ahead.noted(l.span());
+                }
+                found
+            }
             (None, None) => false,
         }
     }
@@ -703,6 +725,21 @@ impl Store {
             misses: self.misses.load(Ordering::Relaxed),
             ..s.stats.clone()
         }
+    }
+}
+
+impl Drop for Store {
+    /// Leaves the read-ahead note of the records this store's gets read ([`read_ahead`]), unless
+    /// the store is read-only; a note that cannot be written is only a start that reads nothing
+    /// ahead.
+    fn drop(&mut self) {
+        if self.opts.read_only {
+            return;
+        }
+        let disk = &self.state.get_mut().disk;
+        let now = disk.meta.as_ref().zip(disk.checked.map(|c| c.file_id));
+        let side = SideFiles::new(&*self.opts.fs, &self.target);
+        self.read_ahead.leave(&side, now);
     }
 }
 

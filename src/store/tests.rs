@@ -736,7 +736,164 @@ fn a_note_of_another_file_or_garbage_is_not_trusted() {
     // Garbage over the note: not trusted either.
     let lock = crate::io::sibling(Path::new(PATH), side_files::LOCK);
     let guard = fs.lock(&lock, None).unwrap();
-    assert!(guard.write_note(&[0x5a; 36]));
+    assert!(guard.write_note(0, &[0x5a; 36]));
     drop(guard);
     assert_eq!(dir_syncs(&syncs_of_an_append(&fs, b"c")), 1);
+}
+
+/// A store of [`Verify::Lazy`] on `fs`.
+fn open_lazy(fs: &SimFs, read_only: bool) -> Store {
+    let opts = Options {
+        fs: Arc::new(fs.clone()),
+        verify: Verify::Lazy,
+        read_only,
+        ..Options::default()
+    };
+    Store::open(PATH, opts).unwrap()
+}
+
+/// The ranges the calls since the last reset asked the kernel to read ahead.
+fn read_aheads(fs: &SimFs) -> Vec<std::ops::Range<u64>> {
+    let field = |t: &str, name: &str| -> u64 {
+        let at = t.find(name).unwrap() + name.len();
+        t[at..].split(' ').next().unwrap().parse().unwrap()
+    };
+    fs.trace()
+        .iter()
+        .filter(|t| t.contains("read_ahead "))
+        .map(|t| {
+            let off = field(t, " off=");
+            off..off + field(t, " len=")
+        })
+        .collect()
+}
+
+/// Which of `prog_0` to `prog_5` the ranges read ahead cover the values of, wholly.
+fn programs_read_ahead(fs: &SimFs, ranges: &[std::ops::Range<u64>]) -> Vec<String> {
+    let b = fs.read_file(PATH).unwrap();
+    let d = decode(&b).unwrap();
+    let mut found: Vec<String> = d
+        .entries
+        .iter()
+        .filter_map(|e| {
+            let format::ValueRef::Slice(r) = &e.value else {
+                return None;
+            };
+            let (start, end) = (r.start as u64, r.end as u64);
+            let covered = ranges.iter().any(|x| x.start <= start && end <= x.end);
+            let key = String::from_utf8_lossy(&b[e.key.clone()]).into_owned();
+            (covered && key.starts_with("prog_")).then_some(key)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Whether the calls since the last reset wrote a lock file's note.
+fn wrote_a_note(fs: &SimFs) -> bool {
+    fs.trace().iter().any(|t| t.contains("put_note "))
+}
+
+/// A lazy open asks at once for the records the last store's gets read (left in the lock file's
+/// note when it was dropped), and for nothing else; a store that read the same, in the same
+/// order, leaves the note as it is; one that read others leaves a note of those.
+#[test]
+fn a_lazy_open_reads_ahead_at_once_what_the_last_store_read() {
+    let fs = six_programs();
+    fs.reset_calls();
+    let s = open_lazy(&fs, false);
+    assert!(read_aheads(&fs).is_empty(), "no note yet");
+    assert!(s.get(b"prog_1").is_some());
+    let mut buf = vec![0u8; 20_004];
+    assert!(s.get_into(b"prog_4", |n| buf.get_mut(..n)));
+    fs.reset_calls();
+    drop(s);
+    assert!(wrote_a_note(&fs));
+
+    fs.reset_calls();
+    let s = open_lazy(&fs, false);
+    let ahead = read_aheads(&fs);
+    assert_eq!(ahead.len(), 2, "two records, 60 KB apart: {ahead:?}");
+    assert_eq!(programs_read_ahead(&fs, &ahead), ["prog_1", "prog_4"]);
+    // Only asked for: each value is still read and verified on its get.
+    assert!(s.get(b"prog_1").is_some());
+    assert_eq!(s.get(b"prog_4").as_deref(), Some(&[4u8; 20_004][..]));
+    fs.reset_calls();
+    drop(s);
+    assert!(!wrote_a_note(&fs), "the same reads: the note stands");
+
+    let s = open_lazy(&fs, false);
+    assert!(s.get(b"prog_2").is_some());
+    drop(s);
+    fs.reset_calls();
+    let s = open_lazy(&fs, false);
+    assert_eq!(programs_read_ahead(&fs, &read_aheads(&fs)), ["prog_2"]);
+
+    // Most of the file: read in order, which the kernel streams without being asked.
+    for k in ["prog_0", "prog_1", "prog_2", "prog_3"] {
+        assert!(s.get(k.as_bytes()).is_some());
+    }
+    fs.reset_calls();
+    drop(s);
+    assert!(wrote_a_note(&fs));
+    fs.reset_calls();
+    let _s = open_lazy(&fs, false);
+    assert!(read_aheads(&fs).is_empty());
+}
+
+/// A note is a hint for the very file it was left for: after a rewrite (another file, other
+/// offsets), or torn, or garbled, nothing is read ahead and every value still reads; a read-only
+/// store leaves no note, nor does one that read nothing.
+#[test]
+fn a_read_ahead_note_of_another_file_or_garbled_reads_nothing_ahead() {
+    let fs = six_programs();
+    let s = open_lazy(&fs, false);
+    assert!(s.get(b"prog_3").is_some());
+    drop(s);
+    let with_note = fs.snapshot();
+
+    // A rewrite by another store: the note names the file it replaced.
+    let other = open_on(&fs);
+    other.remove(b"prog_0").unwrap();
+    other.flush().unwrap();
+    assert_eq!(other.stats().rewrites, 1);
+    drop(other);
+    fs.reset_calls();
+    let s = open_lazy(&fs, false);
+    assert!(read_aheads(&fs).is_empty());
+    assert!(s.get(b"prog_3").is_some());
+    drop(s);
+
+    // Torn and garbled notes.
+    let lock = crate::io::sibling(Path::new(PATH), side_files::LOCK);
+    let note = with_note.peek_note(&lock, 64, 1 << 10).unwrap();
+    assert!(note.len() > 40, "{note:?}");
+    let torn = with_note.snapshot();
+    let mut half = note.clone();
+    half[note.len() / 2..].fill(0);
+    let garbled = with_note.snapshot();
+    let mut flipped = note.clone();
+    flipped[30] ^= 1;
+    for (fs, bad) in [(&torn, half), (&garbled, flipped)] {
+        assert!(fs.lock(&lock, None).unwrap().write_note(64, &bad));
+        fs.reset_calls();
+        let s = open_lazy(fs, false);
+        assert!(read_aheads(fs).is_empty());
+        assert!(s.get(b"prog_3").is_some());
+    }
+
+    // Read-only: reads ahead what the note says, leaves none of its own.
+    let fs = with_note;
+    fs.reset_calls();
+    let s = open_lazy(&fs, true);
+    assert_eq!(programs_read_ahead(&fs, &read_aheads(&fs)), ["prog_3"]);
+    assert!(s.get(b"prog_5").is_some());
+    fs.reset_calls();
+    drop(s);
+    assert!(!wrote_a_note(&fs));
+    // Nothing read: no note either.
+    let s = open_lazy(&fs, false);
+    fs.reset_calls();
+    drop(s);
+    assert!(!wrote_a_note(&fs));
 }
