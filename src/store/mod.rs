@@ -428,7 +428,7 @@ impl Store {
             (None, Some(l)) => {
                 let v = self.read_value(key, &l).unwrap_or(None);
                 if v.is_some() && !committed {
-                    self.read_ahead.noted(l.span());
+                    self.noted_read(l.span());
                 }
                 v
             }
@@ -485,7 +485,7 @@ impl Store {
                     .read_value_by(key, &l, |l| l.load_into(key, out))
                     .is_ok_and(|v| v.is_some());
                 if found {
-                    self.read_ahead.noted(l.span());
+                    self.noted_read(l.span());
                 }
                 found
             }
@@ -728,18 +728,35 @@ impl Store {
     }
 }
 
-impl Drop for Store {
+impl Store {
+    /// Remembers that a get read the record at `span` from the file, for the read-ahead note;
+    /// leaves the note now when one is due (see [`ReadAhead::noted`]).
+    fn noted_read(&self, span: std::ops::Range<u64>) {
+        if self.read_ahead.noted(span) {
+            self.leave_read_ahead_note();
+        }
+    }
+
     /// Leaves the read-ahead note of the records this store's gets read ([`read_ahead`]), unless
     /// the store is read-only; a note that cannot be written is only a start that reads nothing
     /// ahead.
-    fn drop(&mut self) {
+    fn leave_read_ahead_note(&self) {
         if self.opts.read_only {
             return;
         }
-        let disk = &self.state.get_mut().disk;
-        let now = disk.meta.as_ref().zip(disk.checked.map(|c| c.file_id));
+        let now = {
+            let s = self.state.read();
+            s.disk.meta.zip(s.disk.checked.map(|c| c.file_id))
+        };
         let side = SideFiles::new(&*self.opts.fs, &self.target);
-        self.read_ahead.leave(&side, now);
+        self.read_ahead
+            .leave(&side, now.as_ref().map(|(m, id)| (m, *id)));
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.leave_read_ahead_note();
     }
 }
 

@@ -1,5 +1,6 @@
 //! The read-ahead note: which records of a lazily opened file the gets of a store read, in the
-//! order they read them, left in the cache's lock file when the store is dropped, so that the next
+//! order they read them, left in the cache's lock file when the store is dropped (and on the way,
+//! for a process that is killed instead: see [`ReadAhead::noted`]), so that the next
 //! lazy open of the same file has the kernel read them before they are asked for
 //! ([`ReadHandle::read_ahead`]). MACE asks for its programs one at a time and builds each before it
 //! asks for the next, so without the note a cold start waits for one disk round trip per program
@@ -64,6 +65,8 @@ pub(super) struct ReadAhead {
 struct Reads {
     order: Vec<Range<u64>>,
     seen: HashSet<u64>,
+    /// How many reads the last note this store left named (reads are only ever added).
+    left: Option<usize>,
 }
 
 /// The note's records in the order they were read, asked for a window at a time.
@@ -178,21 +181,28 @@ impl ReadAhead {
     }
 
     /// Remembers that a get read the record at `span` of the file (the first read of each
-    /// record counts), and moves the window of reads ahead past it.
-    pub(super) fn noted(&self, span: Range<u64>) {
+    /// record counts), and moves the window of reads ahead past it. `true` when the note is due
+    /// now: the reads so far are a power of two in number and not the start of the note found.
+    /// A process is often killed rather than closing its store (Android ends apps so), and
+    /// then what it left by then is the note: at most one write per doubling of the reads, and
+    /// none while the reads follow the note.
+    pub(super) fn noted(&self, span: Range<u64>) -> bool {
         if self.file.is_none() {
-            return;
+            return false;
         }
         self.window.lock().read(&span);
         let mut read = self.read.lock();
-        if read.order.len() < MAX_RANGES && read.seen.insert(span.start) {
-            read.order.push(span);
+        if read.order.len() >= MAX_RANGES || !read.seen.insert(span.start) {
+            return false;
         }
+        read.order.push(span);
+        let n = read.order.len();
+        n.is_power_of_two() && self.found.get(..n) != Some(&read.order[..])
     }
 
     /// Leaves the note of what this store's gets read, if they read anything, the file at the
-    /// name as last known (`now`) is still the one they read, and the note found at open did not
-    /// already say it. `true` when it wrote one.
+    /// name as last known (`now`) is still the one they read, and neither the note found at open
+    /// nor the last one this store left already says it. `true` when it wrote one.
     pub(super) fn leave(&self, side: &SideFiles<'_>, now: Option<(&FileMeta, u64)>) -> bool {
         let Some(file) = self.file else {
             return false;
@@ -200,11 +210,19 @@ impl ReadAhead {
         if now.map(|(m, id)| named(m, id)) != Some(file) {
             return false;
         }
-        let read = self.read.lock().order.clone();
-        if read.is_empty() || read == self.found {
-            return false;
+        let (note, n) = {
+            let read = self.read.lock();
+            let n = read.order.len();
+            if n == 0 || read.order == self.found || read.left == Some(n) {
+                return false;
+            }
+            (encode(file, &read.order), n)
+        };
+        let wrote = side.leave_read_ahead_note(&note);
+        if wrote {
+            self.read.lock().left = Some(n);
         }
-        side.leave_read_ahead_note(&encode(file, &read))
+        wrote
     }
 }
 

@@ -795,8 +795,8 @@ fn wrote_a_note(fs: &SimFs) -> bool {
 }
 
 /// A lazy open asks at once for the records the last store's gets read (left in the lock file's
-/// note when it was dropped), and for nothing else; a store that read the same, in the same
-/// order, leaves the note as it is; one that read others leaves a note of those.
+/// note as they were read, and when it was dropped), and for nothing else; a store that read the
+/// same, in the same order, leaves the note as it is; one that read others leaves a note of those.
 #[test]
 fn a_lazy_open_reads_ahead_at_once_what_the_last_store_read() {
     let fs = six_programs();
@@ -806,9 +806,10 @@ fn a_lazy_open_reads_ahead_at_once_what_the_last_store_read() {
     assert!(s.get(b"prog_1").is_some());
     let mut buf = vec![0u8; 20_004];
     assert!(s.get_into(b"prog_4", |n| buf.get_mut(..n)));
+    assert!(wrote_a_note(&fs), "two reads: a note already");
     fs.reset_calls();
     drop(s);
-    assert!(wrote_a_note(&fs));
+    assert!(!wrote_a_note(&fs), "nothing read since");
 
     fs.reset_calls();
     let s = open_lazy(&fs, false);
@@ -830,10 +831,10 @@ fn a_lazy_open_reads_ahead_at_once_what_the_last_store_read() {
     assert_eq!(programs_read_ahead(&fs, &read_aheads(&fs)), ["prog_2"]);
 
     // Most of the file: read in order, which the kernel streams without being asked.
+    fs.reset_calls();
     for k in ["prog_0", "prog_1", "prog_2", "prog_3"] {
         assert!(s.get(k.as_bytes()).is_some());
     }
-    fs.reset_calls();
     drop(s);
     assert!(wrote_a_note(&fs));
     fs.reset_calls();
@@ -896,4 +897,41 @@ fn a_read_ahead_note_of_another_file_or_garbled_reads_nothing_ahead() {
     fs.reset_calls();
     drop(s);
     assert!(!wrote_a_note(&fs));
+}
+
+/// A process killed with its store open (never dropped) leaves the note of its reads as they
+/// were at the last doubling: the first read, the first two, the first four...; a store that
+/// follows the note it found writes nothing while it does.
+#[test]
+fn a_store_never_closed_leaves_the_note_of_its_reads_at_each_doubling() {
+    let fs = six_programs();
+    let gets = |fs: &SimFs, keys: &[&str]| {
+        let s = open_lazy(fs, false);
+        for k in keys {
+            assert!(s.get(k.as_bytes()).is_some());
+        }
+        // Killed: no drop.
+        std::mem::forget(s);
+    };
+    let next = |fs: &SimFs| {
+        fs.reset_calls();
+        let s = open_lazy(fs, false);
+        let got = programs_read_ahead(fs, &read_aheads(fs));
+        drop(s);
+        got
+    };
+    gets(&fs, &["prog_5", "prog_0", "prog_3"]);
+    assert_eq!(next(&fs), ["prog_0", "prog_5"], "the first two reads");
+    // Following the note: nothing written until the reads leave it.
+    fs.reset_calls();
+    gets(&fs, &["prog_5", "prog_0"]);
+    assert!(!wrote_a_note(&fs));
+    gets(&fs, &["prog_5", "prog_0", "prog_3"]);
+    assert!(
+        !wrote_a_note(&fs),
+        "three reads: the next note is due at four"
+    );
+    gets(&fs, &["prog_2", "prog_4"]);
+    assert!(wrote_a_note(&fs), "the first read is not the note's");
+    assert_eq!(next(&fs), ["prog_2", "prog_4"]);
 }
