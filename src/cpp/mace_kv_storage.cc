@@ -9,12 +9,13 @@
 // FileStorage on that path (registry by path). Load opens it (or finds it open) and indexes its
 // keys; Find reads a value into data_ (the map Find hands out pointers into) the first time MACE
 // asks for it, verified there and held nowhere else, so a start costs what the programs MACE uses
-// cost, not the whole cache; Flush puts what this storage changed into that store and commits it,
-// without opening or reading the file again (the store's flush merges, under the cache's lock, what
-// another process committed meanwhile). The store is closed when the last storage that used it is
-// gone: destroyed through the factory's deleter, or replaced by a new FileStorage at its address
-// (MACE's inline destructor cannot be seen, so a FileStorage that MACE deletes itself keeps the
-// store open until then).
+// cost, not the whole cache (cold, the store has the kernel read ahead the programs the last start
+// read, which MACE asks for one at a time); Flush puts what this storage changed into that store
+// and commits it, without opening or reading the file again (the store's flush merges, under the
+// cache's lock, what another process committed meanwhile). The store is closed when the last
+// storage that used it is gone: destroyed through the factory's deleter, or replaced by a new
+// FileStorage at its address (MACE's inline destructor cannot be seen, so a FileStorage that MACE
+// deletes itself keeps the store open until then).
 //
 // A second FileStorage on a path whose store is open sees that store: the file as it was first
 // loaded in this process, with what this process's storages flushed since and what other
