@@ -121,6 +121,43 @@ TEST(DropIn, MaceCallSequenceLeavesAFileStockMaceReads) {
 #endif
 }
 
+#ifndef MACE_STORAGE_MACE_1_0
+// A start on a checked-1.1 file (read lazily: only its format is) leaves in the lock file, from
+// offset 64, the read-ahead note of the records it read, for the next start to have the kernel
+// read them before MACE asks; the next start still finds every value, each verified.
+TEST(DropIn, AStartLeavesTheReadAheadNoteAndTheNextFindsEveryValue) {
+  test::TempDir dir;
+  PutGolden(dir);
+  Entries expected = GoldenEntries();
+  const Bytes binary = test::ReadFile(test::GoldenPath("pocl-program-a.bin"));
+  {
+    // The first flush of a stock file rewrites it as checked-1.1.
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    ASSERT_EQ(0, cache->Load());
+    EXPECT_TRUE(cache->Insert(kNewProgram, binary));
+    ASSERT_EQ(0, cache->Flush());
+  }
+  expected[kNewProgram] = binary;
+  const std::string lock = dir.Path(std::string(kCacheName) + ".lock");
+  const Bytes before = test::ReadFile(lock);
+  EXPECT_GE(64u, before.size()) << "no read-ahead note before a lazy start read anything";
+  {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    ASSERT_EQ(0, cache->Load());
+    ASSERT_NE(nullptr, cache->Find(kKnownProgram));
+    ASSERT_NE(nullptr, cache->Find(kNewProgram));
+  }
+  const Bytes note = test::ReadFile(lock);
+  ASSERT_GT(note.size(), 64u + 36u);
+  EXPECT_EQ("MSREAD01", std::string(note.begin() + 64, note.begin() + 72));
+  {
+    std::shared_ptr<mace::KVStorage> cache = CacheIn(dir);
+    ASSERT_EQ(0, cache->Load());
+    EXPECT_EQ(expected, FoundEntries(cache.get(), expected));
+  }
+}
+#endif
+
 TEST(DropIn, PlatformMismatchClearsTheCache) {
   test::TempDir dir;
   const std::string path = dir.Path(kCacheName);
