@@ -21,8 +21,9 @@
 //! - **Markers** ([`SideFiles::open_marker`]): created without following a link at their name.
 //! - **The lock file's notes**: from offset 0, the file whose name a directory sync made durable
 //!   ([`CacheLock::note_name_durable`]), so that the next writer's first append to it need not
-//!   sync again; from offset 64, which records the last reader read
-//!   ([`SideFiles::leave_read_ahead_note`]), so that the next start asks for them all at once.
+//!   sync again; from offset 64, which records the last lazy reader read
+//!   ([`SideFiles::leave_read_ahead_note`]), so that the next lazy open has the kernel read them
+//!   ahead.
 //!
 //! Nothing here follows a symbolic link at a name the library creates. A cache path that is itself
 //! a link is resolved once ([`SideFiles::open`]): every side file lives beside the link's target,

@@ -749,8 +749,7 @@ impl Store {
             s.disk.meta.zip(s.disk.checked.map(|c| c.file_id))
         };
         let side = SideFiles::new(&*self.opts.fs, &self.target);
-        self.read_ahead
-            .leave(&side, now.as_ref().map(|(m, id)| (m, *id)));
+        self.read_ahead.leave(&side, now);
     }
 }
 

@@ -203,11 +203,11 @@ impl ReadAhead {
     /// Leaves the note of what this store's gets read, if they read anything, the file at the
     /// name as last known (`now`) is still the one they read, and neither the note found at open
     /// nor the last one this store left already says it. `true` when it wrote one.
-    pub(super) fn leave(&self, side: &SideFiles<'_>, now: Option<(&FileMeta, u64)>) -> bool {
+    pub(super) fn leave(&self, side: &SideFiles<'_>, now: Option<(FileMeta, u64)>) -> bool {
         let Some(file) = self.file else {
             return false;
         };
-        if now.map(|(m, id)| named(m, id)) != Some(file) {
+        if now.map(|(m, id)| named(&m, id)) != Some(file) {
             return false;
         }
         let (note, n) = {
